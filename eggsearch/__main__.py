@@ -1,0 +1,3 @@
+from eggsearch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,193 @@
+"""The operator interface: what eggsearch must know about an op to search kernels for it.
+
+An op lives in one file, ``eggsearch/ops/<name>.py``, holding a subclass of :class:`OpSpec` and
+the Triton structures (templates) for it. Its tunables are declared in
+``search_spaces/<name>.yaml``; the op name is the join key across folders.
+
+Lifecycle:
+    1. The CLI resolves the op by name (:func:`eggsearch.ops.get_op`) and builds a
+       :class:`Problem` with :meth:`OpSpec.problem` (shape and dtype parsed and checked here).
+    2. The tuner reads :attr:`OpSpec.structures` and evaluates constraints over
+       :meth:`OpSpec.variables`.
+    3. In the isolated worker process, for each seed: :meth:`OpSpec.make_inputs`, a float64 truth
+       from :meth:`OpSpec.truth`, an output from :meth:`OpSpec.empty_output` poisoned with NaN,
+       then ``launcher(*inputs, out=out, **config)``. The PyTorch baseline is
+       :meth:`OpSpec.reference` on the same inputs.
+    4. The roofline uses :meth:`OpSpec.flops` and :meth:`OpSpec.min_bytes`.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from eggsearch.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+ELEM_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    import torch
+
+    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[name]
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """When an output counts as correct.
+
+    Both must hold: ``allclose(out, truth, atol, rtol)`` elementwise, and the normwise relative
+    error ``||out - truth|| / ||truth||`` at most ``max_rel_err`` (which an all-zeros answer fails
+    even where values are tiny). ``truth`` is the op computed in float64 on the same inputs.
+    """
+
+    atol: float
+    rtol: float
+    max_rel_err: float
+
+
+# Output rounding dominates: fp16 has a 2^-11 unit roundoff, bf16 2^-8. fp32 follows the
+# KernelBench contract (atol = rtol = 1e-4); TF32 (10-bit mantissa) needs 1e-3-class bounds.
+DEFAULT_TOLERANCES = {
+    "fp16": Tolerance(atol=1e-2, rtol=1e-2, max_rel_err=2e-3),
+    "bf16": Tolerance(atol=5e-2, rtol=2e-2, max_rel_err=1.5e-2),
+    "fp32": Tolerance(atol=1e-4, rtol=1e-4, max_rel_err=1e-5),
+}
+TF32_TOLERANCE = Tolerance(atol=1e-2, rtol=1e-2, max_rel_err=2e-3)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing to tune: an op at a shape and dtype, under a precision contract."""
+
+    op: str
+    dims: tuple[str, ...]
+    shape: tuple[int, ...]
+    dtype: str
+    allow_tf32: bool = False
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return dict(zip(self.dims, self.shape))
+
+    @property
+    def shape_key(self) -> str:
+        return "x".join(str(s) for s in self.shape)
+
+    @property
+    def elem_bytes(self) -> int:
+        return ELEM_BYTES[self.dtype]
+
+    @property
+    def key(self) -> str:
+        """Stable name of the problem: op, shape, dtype and precision contract."""
+        tf32 = "-tf32" if self.allow_tf32 else ""
+        return f"{self.op}-{self.shape_key}-{self.dtype}{tf32}"
+
+
+Launcher = Callable[..., None]
+
+
+class OpSpec(ABC):
+    """An operator: reference, inputs, cost formulas, tolerances and structures.
+
+    Subclasses set the class attributes and implement the abstract methods. ``structures`` maps a
+    structure name (the key in ``search_spaces/<op>.yaml``) to its host launcher, a plain function
+    ``launcher(*inputs, out, **config)`` that writes the whole result into ``out`` and returns
+    nothing. ``config`` holds the structure's declared tunables (``tl.constexpr`` values and
+    ``num_warps``/``num_stages``); anything else the launcher derives from the inputs.
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    dims: ClassVar[tuple[str, ...]]
+    dtypes: ClassVar[tuple[str, ...]] = ("fp16", "bf16", "fp32")
+    default_shape: ClassVar[tuple[int, ...]]
+    interpreter_shape: ClassVar[tuple[int, ...]]
+    structures: ClassVar[dict[str, Launcher]]
+    # Whether --allow-tf32 means anything for this op (it only changes matrix products).
+    uses_tf32: ClassVar[bool] = False
+
+    # ---- inputs and outputs -------------------------------------------------------------
+    @abstractmethod
+    def make_inputs(self, problem: Problem, seed: int, device: str) -> tuple[torch.Tensor, ...]:
+        """Fresh random inputs for ``seed`` (never zeros), on ``device``."""
+
+    @abstractmethod
+    def output_shape(self, problem: Problem) -> tuple[int, ...]:
+        """Shape of the single output tensor (same dtype as the inputs)."""
+
+    @abstractmethod
+    def reference(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """PyTorch eager: the baseline that is timed, and (in float64) the truth."""
+
+    def truth(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The exact answer to compare against: the reference computed in float64."""
+        return self.reference(*(t.double() for t in inputs))
+
+    def empty_output(self, problem: Problem, device: str) -> torch.Tensor:
+        import torch
+
+        return torch.empty(self.output_shape(problem), dtype=torch_dtype(problem.dtype),
+                           device=device)
+
+    # ---- cost model ---------------------------------------------------------------------
+    @abstractmethod
+    def flops(self, problem: Problem) -> float:
+        """Floating-point operations the op must do."""
+
+    @abstractmethod
+    def min_bytes(self, problem: Problem) -> float:
+        """Fewest bytes it must move: each input read once, the output written once."""
+
+    def tolerance(self, problem: Problem) -> Tolerance:
+        if problem.dtype == "fp32" and problem.allow_tf32:
+            return TF32_TOLERANCE
+        return DEFAULT_TOLERANCES[problem.dtype]
+
+    # ---- problems -----------------------------------------------------------------------
+    def problem(self, shape: str | tuple[int, ...] | None, dtype: str, allow_tf32: bool = False,
+                interpreter: bool = False) -> Problem:
+        """Build a checked :class:`Problem`; raises :class:`UsageError` on bad input."""
+        if dtype not in self.dtypes:
+            raise UsageError(f"dtype '{dtype}' is not supported by {self.name}; "
+                             f"choose one of {', '.join(self.dtypes)}")
+        if allow_tf32 and dtype != "fp32":
+            raise UsageError("--allow-tf32 only applies to --dtype fp32")
+        if shape is None:
+            dims = self.interpreter_shape if interpreter else self.default_shape
+        elif isinstance(shape, str):
+            dims = parse_shape(shape, self.dims, self.name)
+        else:
+            dims = tuple(int(s) for s in shape)
+        if len(dims) != len(self.dims) or any(d <= 0 for d in dims):
+            raise UsageError(f"shape {dims} for {self.name} must be {'x'.join(self.dims)} "
+                             "with positive integers")
+        return Problem(self.name, self.dims, dims, dtype, allow_tf32 and self.uses_tf32)
+
+    def variables(self, problem: Problem) -> dict[str, int | float | str | bool]:
+        """Names a constraint or selection rule may use about the problem."""
+        return {**problem.sizes, "elem_bytes": problem.elem_bytes, "dtype": problem.dtype,
+                "allow_tf32": problem.allow_tf32}
+
+
+def parse_shape(text: str, dims: tuple[str, ...], op: str) -> tuple[int, ...]:
+    parts = text.lower().replace("*", "x").split("x")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != len(dims) or any(v <= 0 for v in values):
+        raise UsageError(f"malformed shape '{text}' for {op}: expected {'x'.join(dims)} "
+                         f"with positive integers, e.g. {'x'.join(['1024'] * len(dims))}")
+    return values
+
+
+def next_pow2(n: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(1, n))))
