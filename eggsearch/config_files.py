@@ -39,14 +39,14 @@ def check_keys(mapping: object, where: str, required: Iterable[str] = (),
     if not isinstance(mapping, dict):
         raise ConfigFileError(f"{where}: expected a mapping, got {type(mapping).__name__}")
     required, optional = set(required), set(optional)
-    missing = required - mapping.keys()
-    if missing:
-        raise ConfigFileError(f"{where}: missing key(s) {', '.join(sorted(missing))}")
     unknown = mapping.keys() - required - optional
     if unknown:
         allowed = ", ".join(sorted(required | optional))
         raise ConfigFileError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}"
                               f" (allowed: {allowed})")
+    missing = required - mapping.keys()
+    if missing:
+        raise ConfigFileError(f"{where}: missing key(s) {', '.join(sorted(missing))}")
     return mapping
 
 

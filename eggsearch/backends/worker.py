@@ -32,10 +32,16 @@ def _short(exc: BaseException, limit: int = 600) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+_COMPILE_ERRORS = {"CompilationError", "OutOfResources", "CompileTimeAssertionFailure",
+                   "ImportError", "SyntaxError", "AttributeError", "NameError"}
+
+
 def _is_compile_error(exc: BaseException) -> bool:
     names = {c.__name__ for c in type(exc).__mro__}
-    return bool(names & {"CompilationError", "OutOfResources", "CompileTimeAssertionFailure",
-                         "ImportError", "SyntaxError", "AttributeError"})
+    if "InterpreterError" in names:
+        # The interpreter wraps what the compiler would have rejected, e.g. "NameError(...)".
+        return str(exc).split("(", 1)[0].strip() in _COMPILE_ERRORS | {"TypeError"}
+    return bool(names & _COMPILE_ERRORS)
 
 
 def _is_fatal(exc: BaseException) -> bool:
