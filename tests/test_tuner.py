@@ -130,3 +130,16 @@ def test_plan_prunes_with_generic_rules(rmsnorm_env):
     plan = SearchPlan([Structure("rmsnorm", "good", "m", "f", space)], load_rules(), env)
     # threads_per_block (expert_rules/constraints.yaml): 64 warps = 2048 threads > 1024.
     assert plan.plans["good"].domains["num_warps"] == (1, 2, 4, 8, 16, 32)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "gp", "cmaes", "random", "grid"])
+def test_every_sampler_survives_failures(tmp_path, rmsnorm_env, sampler):
+    op, problem, hw, env = rmsnorm_env
+    space = StructureSpace((Param("num_warps", "pow2", (1, 2, 4, 8)),))
+    structures = [Structure("rmsnorm", name, "tests.fixtures.faulty_rmsnorm", f"launch_{name}",
+                            space) for name in ("good", "raises")]
+    study, records = run_study(tmp_path, structures, env, problem, op, hw, sampler=sampler,
+                               trials=6)
+    assert len(records) == 6
+    assert {r["status"] for r in records} <= {"ok", "runtime_fault", "duplicate", "pruned"}
+    assert study.best_trial.user_attrs["structure"] == "good"

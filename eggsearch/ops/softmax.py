@@ -3,7 +3,7 @@
 Structures:
     one_pass   one row per program, the whole row in registers: read once, max, exp, sum, write.
                (A persistent variant, programs looping over rows, measured slower on an H200 at
-               8192x8192 fp16 for every programs-per-SM tried: 3.6 vs 3.86 TB/s; see softmax.yaml.)
+               8192x8192 fp16 for every programs-per-SM tried: at most 3.65 vs 3.86 TB/s.)
     online     one row per program in column blocks, for rows too long for registers: a first loop
                keeps a running max and a rescaled running sum (online softmax), a second loop
                writes ``exp(x - max) / sum``. x is read twice; the second read mostly hits L2.

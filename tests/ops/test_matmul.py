@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from eggsearch.ops import get_op
+from eggsearch.verify import compare, run_and_check
+from tests.ops.structure_check import assert_structure_correct
+
+SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "matmul.yaml"
+
+# (M, N, K): a single row; primes; K a multiple of 16 but not of 32. Every shape has an edge tile
+# in M or N for the blocks below, and K leaves a partial K block for BLOCK_K 32.
+SHAPES = [(1, 17, 129), (37, 53, 71), (64, 48, 80)]
+DTYPES = ["fp16", "bf16", "fp32"]
+
+# Small blocks keep the interpreter fast. For fp16/bf16 the kernel ignores INPUT_PRECISION, so
+# "tf32x3" there checks that the 16-bit path never passes it on; for fp32 both stay exact.
+TILE_CONFIGS = [
+    {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 1, "num_warps": 2,
+     "num_stages": 2, "INPUT_PRECISION": "ieee"},
+    {"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 32, "GROUP_M": 4, "num_warps": 4,
+     "num_stages": 3, "INPUT_PRECISION": "tf32x3"},
+]
+# SPLIT_K 2 leaves a short last split on every shape (5 or 9 K blocks of 16); SPLIT_K 4 on
+# K = 129 (9 blocks, 3 per split) needs only 3 splits, so the launcher must drop the empty one.
+SPLITK_CONFIGS = [
+    {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "SPLIT_K": 2, "GROUP_M": 1, "num_warps": 2,
+     "num_stages": 2, "INPUT_PRECISION": "ieee"},
+    {"BLOCK_M": 32, "BLOCK_N": 16, "BLOCK_K": 16, "SPLIT_K": 4, "GROUP_M": 4, "num_warps": 4,
+     "num_stages": 3, "INPUT_PRECISION": "tf32x3"},
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("config", TILE_CONFIGS, ids=["16x16x16", "32x16x32"])
+def test_tiled(shape, dtype, config):
+    assert_structure_correct("matmul", "tiled", shape, dtype, config)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("config", SPLITK_CONFIGS, ids=["split2", "split4"])
+def test_splitk(shape, dtype, config):
+    assert_structure_correct("matmul", "splitk", shape, dtype, config)
+
+
+# On the CPU the persistent grid has 4 programs: (37, 53) and (64, 48) have 6 to 12 tiles, so
+# each program walks several; (1, 17) has 1 or 2, fewer than the programs.
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("config", TILE_CONFIGS, ids=["16x16x16", "32x16x32"])
+def test_persistent(shape, dtype, config):
+    assert_structure_correct("matmul", "persistent", shape, dtype, config)
+
+
+@pytest.mark.parametrize("structure", ["tiled", "splitk", "persistent"])
+def test_tf32_when_allowed(structure):
+    config = {**TILE_CONFIGS[0], "INPUT_PRECISION": "tf32"}
+    if structure == "splitk":
+        config["SPLIT_K"] = 2
+    assert_structure_correct("matmul", structure, (37, 53, 71), "fp32", config, allow_tf32=True)
+
+
+@pytest.mark.parametrize("structure", ["tiled", "splitk", "persistent"])
+def test_strided_operands(structure):
+    """Launchers take any strides: A column-major, B a transposed view, C a slice of a wider
+    buffer whose columns beyond N must stay untouched."""
+    op = get_op("matmul")
+    problem = op.problem((37, 53, 71), "fp16")
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(71, 37, generator=g).half().t()
+    b = torch.randn(53, 71, generator=g).half().t()
+    wide = torch.full((37, 60), float("nan"), dtype=torch.float16)
+    out = wide[:, :53]
+    config = {**TILE_CONFIGS[1], "INPUT_PRECISION": "ieee"}
+    if structure == "splitk":
+        config["SPLIT_K"] = 2
+    op.structures[structure](a, b, out=out, **config)
+    check = compare(out, op.truth(a, b), op.tolerance(problem))
+    assert check.ok, check.message
+    assert bool(wide[:, 53:].isnan().all()), "wrote outside out"
+
+
+def _space() -> dict:
+    with SPACE.open() as f:
+        return yaml.safe_load(f)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("structure", ["tiled", "splitk", "persistent"])
+def test_seeds_on_gpu(structure):
+    """Every seed compiles and is correct on the GPU at an odd shape, in each dtype it fits."""
+    op = get_op("matmul")
+    for seed in _space()["structures"][structure]["seeds"]:
+        dtypes = ["fp32"] if seed["INPUT_PRECISION"] != "ieee" else ["fp16", "bf16"]
+        for dtype in dtypes:
+            problem = op.problem((999, 1201, 1037), dtype)
+            check = run_and_check(op, problem, op.structures[structure], seed, 0, "cuda")
+            assert check.ok, f"{structure} {dtype} {seed}: {check.message}"
