@@ -19,7 +19,6 @@ LLM-written structures carry a space of the same form (one ``structures`` entry)
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
 from collections.abc import Mapping
@@ -81,26 +80,47 @@ class StructureSpace:
                   limit: int = ENUMERATION_LIMIT, seed: int = 0) -> tuple[list[dict], bool]:
         """Feasible configs, and whether the list is the whole feasible set.
 
-        Spaces larger than ``limit`` are sampled (``limit`` random points) instead.
+        A depth-first walk over the params in declared order that checks each constraint as
+        soon as every param it names is set, so a broken partial config is never extended.
+        Spaces larger than ``limit`` points are sampled (``limit`` random points) instead.
         """
-        names = self.param_names
-        if self.size() <= limit:
-            points = itertools.product(*(p.values for p in self.params))
-            exhaustive = True
-        else:
+        constraints = (*self.constraints, *extra)
+        if self.size() > limit:
             rng = random.Random(seed)
-            points = (tuple(rng.choice(p.values) for p in self.params) for _ in range(limit))
-            exhaustive = False
-        feasible, seen = [], set()
-        for point in points:
-            config = dict(zip(names, point))
-            key = config_key(config)
-            if key in seen:
+            feasible, seen = [], set()
+            for _ in range(limit):
+                config = {p.name: rng.choice(p.values) for p in self.params}
+                key = config_key(config)
+                if key not in seen and not self.violations(config, env, extra):
+                    feasible.append(config)
+                seen.add(key)
+            return feasible, False
+        position = {p.name: i for i, p in enumerate(self.params)}
+        # at_depth[i]: the constraints whose last-named param is params[i].
+        at_depth: list[list[Constraint]] = [[] for _ in self.params]
+        for c in constraints:
+            needed = [position[n] for n in c.expr.names if n in position]
+            if not needed:
+                if not c.holds(env):
+                    return [], True
                 continue
-            seen.add(key)
-            if not self.violations(config, env, extra):
-                feasible.append(config)
-        return feasible, exhaustive
+            at_depth[max(needed)].append(c)
+        feasible: list[dict] = []
+        scope = dict(env)
+
+        def walk(depth: int) -> None:
+            if depth == len(self.params):
+                feasible.append({p.name: scope[p.name] for p in self.params})
+                return
+            param = self.params[depth]
+            for value in param.values:
+                scope[param.name] = value
+                if all(c.holds(scope) for c in at_depth[depth]):
+                    walk(depth + 1)
+            del scope[param.name]
+
+        walk(0)
+        return feasible, True
 
 
 def config_key(config: Mapping[str, Value], structure: str = "") -> str:

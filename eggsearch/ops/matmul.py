@@ -7,6 +7,9 @@ Structures:
                 For small M*N and large K, where output tiles alone leave SMs idle.
     persistent  one program per SM (at most one per tile); each walks the tiles pid, pid + grid,
                 ... in grouped order, so launch overhead and tail waves are paid once.
+    descriptor  tiles moved by tensor descriptors (the TMA copy engine on Hopper), which handle
+                the edges themselves; one program per tile, or persistent (PERSISTENT), with the
+                tile and K loops optionally flattened into one pipelined loop (FLATTEN).
 
 Precision: ``INPUT_PRECISION`` ("ieee", "tf32x3" or "tf32") applies to fp32 inputs only; fp16 and
 bf16 products are exact on the tensor cores, and the kernels call plain ``tl.dot`` for them.
@@ -206,6 +209,45 @@ def _matmul_persistent_kernel(a_ptr, b_ptr, c_ptr, M, N, K,
                            BLOCK_M, BLOCK_N)
 
 
+# ---- descriptor ------------------------------------------------------------------------------
+@triton.jit
+def _matmul_descriptor_kernel(a_desc, b_desc, c_desc, M, N, K,
+                              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                              BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+                              FLATTEN: tl.constexpr, EPILOGUE_SUBTILE: tl.constexpr,
+                              INPUT_PRECISION: tl.constexpr):
+    """Tiles of ``c`` moved by tensor descriptors; program p computes tiles p, p + G, ... of a
+    1-D grid of G programs (G = number of tiles: one each; G = number of SMs: persistent).
+
+    a_desc: descriptor of A [M, K] with block [BLOCK_M, BLOCK_K]; b_desc: B [K, N], block
+    [BLOCK_K, BLOCK_N]; c_desc: C [M, N], block [BLOCK_M, BLOCK_N], or [BLOCK_M, BLOCK_N // 2]
+    with EPILOGUE_SUBTILE (the tile is stored in two halves, halving the epilogue's shared
+    memory, which leaves room for one more pipeline stage). Out-of-bounds reads are zero and
+    out-of-bounds writes are dropped by the descriptors, so no masks. FLATTEN: let Triton fuse
+    the tile loop with the K loop (software pipelining across tiles). Other constexprs as in
+    :func:`_matmul_tiled_kernel`.
+    """
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    k_tiles = tl.cdiv(K, BLOCK_K)
+    for tile_id in tl.range(tl.program_id(0), num_pid_m * num_pid_n, tl.num_programs(0),
+                            flatten=FLATTEN):
+        pid_m, pid_n = _matmul_grouped_tile(tile_id, num_pid_m, num_pid_n, GROUP_M)
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for ki in range(k_tiles):
+            a = a_desc.load([pid_m * BLOCK_M, ki * BLOCK_K])
+            b = b_desc.load([ki * BLOCK_K, pid_n * BLOCK_N])
+            acc = _matmul_dot(a, b, acc, INPUT_PRECISION)
+        if EPILOGUE_SUBTILE:
+            halves = tl.permute(tl.reshape(acc, (BLOCK_M, 2, BLOCK_N // 2)), (0, 2, 1))
+            left, right = tl.split(halves)
+            c_desc.store([pid_m * BLOCK_M, pid_n * BLOCK_N], left.to(c_desc.dtype))
+            c_desc.store([pid_m * BLOCK_M, pid_n * BLOCK_N + BLOCK_N // 2],
+                         right.to(c_desc.dtype))
+        else:
+            c_desc.store([pid_m * BLOCK_M, pid_n * BLOCK_N], acc.to(c_desc.dtype))
+
+
 # ---- launchers -------------------------------------------------------------------------------
 def _check_operands(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> tuple[int, int, int]:
     M, K = a.shape
@@ -271,15 +313,30 @@ def launch_persistent(a, b, *, out, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warp
         num_warps=num_warps, num_stages=num_stages)
 
 
+def launch_descriptor(a, b, *, out, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, PERSISTENT, FLATTEN,
+                      EPILOGUE_SUBTILE, num_warps, num_stages, INPUT_PRECISION):
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    M, N, K = _check_operands(a, b, out)
+    num_tiles = triton.cdiv(M, BLOCK_M) * triton.cdiv(N, BLOCK_N)
+    grid = (min(_num_sms(a.device), num_tiles) if PERSISTENT else num_tiles,)
+    _matmul_descriptor_kernel[grid](
+        TensorDescriptor.from_tensor(a, [BLOCK_M, BLOCK_K]),
+        TensorDescriptor.from_tensor(b, [BLOCK_K, BLOCK_N]),
+        TensorDescriptor.from_tensor(out, [BLOCK_M, BLOCK_N // 2 if EPILOGUE_SUBTILE else BLOCK_N]),
+        M, N, K, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, GROUP_M=GROUP_M,
+        FLATTEN=FLATTEN, EPILOGUE_SUBTILE=EPILOGUE_SUBTILE, INPUT_PRECISION=INPUT_PRECISION, num_warps=num_warps, num_stages=num_stages)
+
+
 class Matmul(OpSpec):
     name = "matmul"
     summary = "C = A @ B (fp16, bf16, fp32; exact fp32 unless --allow-tf32)"
     dims = ("M", "N", "K")
     default_shape = (4096, 4096, 4096)
-    interpreter_shape = (67, 45, 83)
+    interpreter_shape = (67, 40, 88)  # odd M; rows 16-byte aligned for descriptors
     uses_tf32 = True
     structures = {"tiled": launch_tiled, "splitk": launch_splitk,
-                  "persistent": launch_persistent}
+                  "persistent": launch_persistent, "descriptor": launch_descriptor}
 
     def make_inputs(self, problem: Problem, seed: int, device: str):
         M, N, K = problem.shape

@@ -58,14 +58,39 @@ def test_persistent(shape, dtype, config):
     assert_structure_correct("matmul", "persistent", shape, dtype, config)
 
 
-@pytest.mark.parametrize("structure", ["tiled", "splitk", "persistent"])
+# Tensor descriptors need 16-byte aligned rows (N and K multiples of 8 in fp16, of 4 in fp32),
+# but nothing else: M is odd and N, K are no multiple of the blocks, so every edge is clipped.
+DESCRIPTOR_SHAPES = [(1, 24, 136), (37, 56, 72), (67, 40, 88)]
+DESCRIPTOR_CONFIGS = [
+    {**TILE_CONFIGS[0], "PERSISTENT": False, "FLATTEN": False, "EPILOGUE_SUBTILE": False},
+    {**TILE_CONFIGS[1], "PERSISTENT": True, "FLATTEN": False, "EPILOGUE_SUBTILE": False},
+    {**TILE_CONFIGS[1], "BLOCK_N": 32, "PERSISTENT": True, "FLATTEN": True,
+     "EPILOGUE_SUBTILE": True},
+]
+
+
+@pytest.mark.parametrize("shape", DESCRIPTOR_SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("config", DESCRIPTOR_CONFIGS,
+                         ids=["tiles", "persistent", "flat-subtile"])
+def test_descriptor(shape, dtype, config):
+    assert_structure_correct("matmul", "descriptor", shape, dtype, config)
+
+
+@pytest.mark.parametrize("structure", ["tiled", "splitk", "persistent", "descriptor"])
 def test_tf32_when_allowed(structure):
     config = {**TILE_CONFIGS[0], "INPUT_PRECISION": "tf32"}
+    shape = (37, 53, 71)
     if structure == "splitk":
         config["SPLIT_K"] = 2
-    assert_structure_correct("matmul", structure, (37, 53, 71), "fp32", config, allow_tf32=True)
+    if structure == "descriptor":
+        config.update(PERSISTENT=True, FLATTEN=False, EPILOGUE_SUBTILE=False)
+        shape = (37, 56, 72)
+    assert_structure_correct("matmul", structure, shape, "fp32", config, allow_tf32=True)
 
 
+# Tensor descriptors need contiguous rows, so `descriptor` is left out here (its search space
+# prunes unaligned shapes; the tuner's inputs are contiguous).
 @pytest.mark.parametrize("structure", ["tiled", "splitk", "persistent"])
 def test_strided_operands(structure):
     """Launchers take any strides: A column-major, B a transposed view, C a slice of a wider
@@ -92,13 +117,15 @@ def _space() -> dict:
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("structure", ["tiled", "splitk", "persistent"])
+@pytest.mark.parametrize("structure", ["tiled", "splitk", "persistent", "descriptor"])
 def test_seeds_on_gpu(structure):
     """Every seed compiles and is correct on the GPU at an odd shape, in each dtype it fits."""
     op = get_op("matmul")
     for seed in _space()["structures"][structure]["seeds"]:
         dtypes = ["fp32"] if seed["INPUT_PRECISION"] != "ieee" else ["fp16", "bf16"]
+        # Descriptors need 16-byte aligned rows: N and K multiples of 8 there.
+        shape = (999, 1208, 1040) if structure == "descriptor" else (999, 1201, 1037)
         for dtype in dtypes:
-            problem = op.problem((999, 1201, 1037), dtype)
+            problem = op.problem(shape, dtype)
             check = run_and_check(op, problem, op.structures[structure], seed, 0, "cuda")
             assert check.ok, f"{structure} {dtype} {seed}: {check.message}"
