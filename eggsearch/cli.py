@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", default="auto", help="auto (default), gpu or interpreter")
     run.add_argument("--allow-tf32", action="store_true",
                      help="fp32 only: let kernels and PyTorch's reference use TF32")
+    run.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                     help="an op option (repeatable), e.g. causal=0 for attention")
     run.add_argument("--seed", type=int, default=0, help="sampler and input seed")
     run.add_argument("--structure", action="append", default=[],
                      help="only this structure (repeatable); overrides expert selection rules")

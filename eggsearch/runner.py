@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from eggsearch.backends import BACKENDS, resolve_backend_name
+from eggsearch.errors import UsageError
 from eggsearch.hardware import load_hardware, spec_for_device
 from eggsearch.ops import get_op
 from eggsearch.plan import SearchPlan
@@ -32,6 +33,17 @@ from eggsearch.tuner import (
 )
 
 
+def parse_options(items: list[str]) -> dict[str, str]:
+    """``["causal=0", ...]`` from ``--option``; a malformed item is a :class:`UsageError`."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--option '{item}': expected NAME=VALUE")
+        out[name.strip()] = value.strip()
+    return out
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
 
@@ -43,7 +55,8 @@ def run(args) -> dict:
         make_sampler(args.sampler, 0, 1)  # raises the one-line error
     backend_name = resolve_backend_name(args.backend)
     interpreter = backend_name == "interpreter"
-    problem = op.problem(args.shape, args.dtype, args.allow_tf32, interpreter=interpreter)
+    problem = op.problem(args.shape, args.dtype, args.allow_tf32, interpreter=interpreter,
+                         options=parse_options(getattr(args, "option", [])))
     rules = load_rules(args.rules)
     specs = load_hardware(args.rules / "hardware.yaml" if args.rules else None)
     load_op_spaces(op, problem, args.search_spaces)  # schema errors before anything starts
@@ -65,7 +78,8 @@ def run(args) -> dict:
         backend.worker.log_path = run_dir.worker_log
         storage = args.storage or run_dir.storage_url
         settings = {"op": op.name, "shape": problem.shape_key, "dtype": problem.dtype,
-                    "allow_tf32": problem.allow_tf32, "trials": args.trials,
+                    "allow_tf32": problem.allow_tf32, "options": dict(problem.options),
+                    "trials": args.trials,
                     "timeout": args.timeout, "sampler": args.sampler, "seed": args.seed,
                     "storage": storage, "backend": backend_name, "trial_timeout": timeout,
                     "structures": [s.name for s in structures],

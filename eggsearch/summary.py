@@ -39,7 +39,8 @@ def build_summary(op: OpSpec, problem: Problem, study: optuna.Study, device: dic
     summary = {
         "op": op.name, "shape": problem.shape_key, "dims": "x".join(problem.dims),
         "dtype": problem.dtype, "allow_tf32": problem.allow_tf32,
-        "precision": precision_contract(problem), "problem_key": problem.key,
+        "options": dict(problem.options), "precision": precision_contract(problem),
+        "problem_key": problem.key,
         "tolerance": vars(op.tolerance(problem)),
         "device": device, "hardware_spec": hardware, "backend": backend,
         "timer": "cuda-events" if gpu else "interpreter-wallclock (CPU; not GPU performance)",
@@ -83,7 +84,8 @@ def _fmt_ms(v: float | None) -> str:
 
 def format_table(s: dict) -> str:
     """A short human-readable table of a summary."""
-    rows = [("op", f"{s['op']} {s['dims']}={s['shape']} {s['dtype']}"),
+    opts = "".join(f" {k}={v}" for k, v in s.get("options", {}).items())
+    rows = [("op", f"{s['op']} {s['dims']}={s['shape']} {s['dtype']}{opts}"),
             ("precision", s["precision"]),
             ("device", f"{s['device'].get('name')} ({s['backend']}; times: {s['timer']})")]
     best = s["best"]

@@ -68,11 +68,40 @@ def run_and_check(op: OpSpec, problem: Problem, launcher: Launcher, config: dict
     before = [t.clone() for t in inputs]
     truth = op.truth(*inputs)
     out = op.empty_output(problem, device)
-    out.fill_(float("nan"))
+    outs = out if isinstance(out, tuple) else (out,)
+    for o in outs:
+        poison(o)
     launcher(*inputs, out=out, **config)
     if device != "cpu":
         torch.cuda.synchronize()
     for i, (a, b) in enumerate(zip(inputs, before)):
         if not torch.equal(a, b):
             return Check(False, float("inf"), float("inf"), f"input {i} was modified in place")
-    return compare(out, truth, op.tolerance(problem))
+    return compare_all(outs, truth if isinstance(truth, tuple) else (truth,),
+                       op.tolerance(problem))
+
+
+def poison(t: torch.Tensor) -> None:
+    """Fill an output with values no kernel computes: NaN for floats, the minimum for ints."""
+    import torch
+
+    if t.is_floating_point():
+        t.fill_(float("nan"))
+    else:
+        t.fill_(torch.iinfo(t.dtype).min)
+
+
+def compare_all(outs, truths, tol: Tolerance) -> Check:
+    """:func:`compare` over several outputs; the first failure, else the worst error."""
+    if len(outs) != len(truths):
+        return Check(False, float("inf"), float("inf"),
+                     f"{len(outs)} outputs, expected {len(truths)}")
+    worst = None
+    for i, (o, t) in enumerate(zip(outs, truths)):
+        check = compare(o, t, tol)
+        if not check.ok:
+            prefix = f"output {i}: " if len(outs) > 1 else ""
+            return Check(False, check.max_abs_err, check.rel_err, prefix + check.message)
+        if worst is None or check.rel_err > worst.rel_err:
+            worst = check
+    return worst

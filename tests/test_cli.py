@@ -98,6 +98,8 @@ GOOD_SPACE = (ROOT / "search_spaces" / "rmsnorm.yaml").read_text()
     (["--op", "rmsnorm", "--trials", "many"], "invalid int"),
     (["--op", "rmsnorm", "--structure", "three_pass"], "unknown structure"),
     (["--op"], "expected one argument"),
+    (["--op", "rmsnorm", "--option", "causal=1"], "unknown option(s) causal"),
+    (["--op", "rmsnorm", "--option", "causal"], "expected NAME=VALUE"),
 ])
 def test_bad_input_one_line_exit_2(tmp_path, args, message):
     out = tmp_path / "run"

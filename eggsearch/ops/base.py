@@ -62,15 +62,26 @@ DEFAULT_TOLERANCES = {
 TF32_TOLERANCE = Tolerance(atol=1e-2, rtol=1e-2, max_rel_err=2e-3)
 
 
+OptionValue = bool | int | float | str
+
+
 @dataclass(frozen=True)
 class Problem:
-    """One thing to tune: an op at a shape and dtype, under a precision contract."""
+    """One thing to tune: an op at a shape and dtype, under a precision contract.
+
+    ``options`` are the op's named variants beyond the shape (attention's ``causal``, say), as
+    sorted ``(name, value)`` pairs; every option of the op is present.
+    """
 
     op: str
     dims: tuple[str, ...]
     shape: tuple[int, ...]
     dtype: str
     allow_tf32: bool = False
+    options: tuple[tuple[str, OptionValue], ...] = ()
+
+    def option(self, name: str) -> OptionValue:
+        return dict(self.options)[name]
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -86,9 +97,14 @@ class Problem:
 
     @property
     def key(self) -> str:
-        """Stable name of the problem: op, shape, dtype and precision contract."""
+        """Stable name of the problem: op, shape, dtype, precision contract and options."""
         tf32 = "-tf32" if self.allow_tf32 else ""
-        return f"{self.op}-{self.shape_key}-{self.dtype}{tf32}"
+        opts = "".join(f"-{k}={_option_text(v)}" for k, v in self.options)
+        return f"{self.op}-{self.shape_key}-{self.dtype}{tf32}{opts}"
+
+
+def _option_text(value: OptionValue) -> str:
+    return str(int(value)) if isinstance(value, bool) else str(value).replace(",", "+")
 
 
 Launcher = Callable[..., None]
@@ -113,6 +129,9 @@ class OpSpec(ABC):
     structures: ClassVar[dict[str, Launcher]]
     # Whether --allow-tf32 means anything for this op (it only changes matrix products).
     uses_tf32: ClassVar[bool] = False
+    #: Named variants beyond the shape, with their defaults (the default's type is the option's
+    #: type). Set on the command line as ``--option name=value``.
+    options: ClassVar[dict[str, OptionValue]] = {}
 
     # ---- inputs and outputs -------------------------------------------------------------
     @abstractmethod
@@ -121,21 +140,28 @@ class OpSpec(ABC):
 
     @abstractmethod
     def output_shape(self, problem: Problem) -> tuple[int, ...]:
-        """Shape of the single output tensor (same dtype as the inputs)."""
+        """Shape of the output tensor (for ops with one output, in the inputs' dtype)."""
+
+    def outputs(self, problem: Problem) -> list[tuple[tuple[int, ...], str]]:
+        """(shape, dtype) of each output. Override for several outputs or another dtype; the
+        launcher then gets ``out`` as a tuple, and ``reference``/``truth`` return tuples."""
+        return [(tuple(self.output_shape(problem)), problem.dtype)]
 
     @abstractmethod
     def reference(self, *inputs: torch.Tensor) -> torch.Tensor:
         """PyTorch eager: the baseline that is timed, and (in float64) the truth."""
 
-    def truth(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def truth(self, *inputs: torch.Tensor):
         """The exact answer to compare against: the reference computed in float64."""
-        return self.reference(*(t.double() for t in inputs))
+        return self.reference(*(t.double() if t.is_floating_point() else t for t in inputs))
 
-    def empty_output(self, problem: Problem, device: str) -> torch.Tensor:
+    def empty_output(self, problem: Problem, device: str):
+        """A fresh output tensor, or a tuple of them for an op with several outputs."""
         import torch
 
-        return torch.empty(self.output_shape(problem), dtype=torch_dtype(problem.dtype),
-                           device=device)
+        outs = tuple(torch.empty(shape, dtype=torch_dtype(dtype), device=device)
+                     for shape, dtype in self.outputs(problem))
+        return outs[0] if len(outs) == 1 else outs
 
     # ---- cost model ---------------------------------------------------------------------
     @abstractmethod
@@ -153,7 +179,8 @@ class OpSpec(ABC):
 
     # ---- problems -----------------------------------------------------------------------
     def problem(self, shape: str | tuple[int, ...] | None, dtype: str, allow_tf32: bool = False,
-                interpreter: bool = False) -> Problem:
+                interpreter: bool = False,
+                options: dict[str, OptionValue | str] | None = None) -> Problem:
         """Build a checked :class:`Problem`; raises :class:`UsageError` on bad input."""
         if dtype not in self.dtypes:
             raise UsageError(f"dtype '{dtype}' is not supported by {self.name}; "
@@ -169,12 +196,47 @@ class OpSpec(ABC):
         if len(dims) != len(self.dims) or any(d <= 0 for d in dims):
             raise UsageError(f"shape {dims} for {self.name} must be {'x'.join(self.dims)} "
                              "with positive integers")
-        return Problem(self.name, self.dims, dims, dtype, allow_tf32 and self.uses_tf32)
+        return Problem(self.name, self.dims, dims, dtype, allow_tf32 and self.uses_tf32,
+                       self._parse_options(options or {}))
+
+    def _parse_options(self, given: dict[str, OptionValue | str]) -> tuple:
+        unknown = set(given) - set(self.options)
+        if unknown:
+            known = ", ".join(self.options) or "none"
+            raise UsageError(f"unknown option(s) {', '.join(sorted(unknown))} for {self.name}; "
+                             f"its options: {known}")
+        values = dict(self.options)
+        for name, raw in given.items():
+            values[name] = _coerce_option(name, raw, self.options[name])
+        self.check_options(values)
+        return tuple(sorted(values.items()))
+
+    def check_options(self, values: dict[str, OptionValue]) -> None:  # noqa: B027
+        """Raise :class:`UsageError` for option values the op cannot take (default: any)."""
 
     def variables(self, problem: Problem) -> dict[str, int | float | str | bool]:
         """Names a constraint or selection rule may use about the problem."""
         return {**problem.sizes, "elem_bytes": problem.elem_bytes, "dtype": problem.dtype,
-                "allow_tf32": problem.allow_tf32}
+                "allow_tf32": problem.allow_tf32, **dict(problem.options)}
+
+
+def _coerce_option(name: str, raw: OptionValue | str, default: OptionValue) -> OptionValue:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        if isinstance(default, bool):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        raise UsageError(f"option {name}={raw!r}: expected {type(default).__name__}") from None
+    return raw
 
 
 def parse_shape(text: str, dims: tuple[str, ...], op: str) -> tuple[int, ...]:

@@ -320,12 +320,14 @@ def launch_descriptor(a, b, *, out, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, PERSISTE
     M, N, K = _check_operands(a, b, out)
     num_tiles = triton.cdiv(M, BLOCK_M) * triton.cdiv(N, BLOCK_N)
     grid = (min(_num_sms(a.device), num_tiles) if PERSISTENT else num_tiles,)
+    c_block_n = BLOCK_N // 2 if EPILOGUE_SUBTILE else BLOCK_N
     _matmul_descriptor_kernel[grid](
         TensorDescriptor.from_tensor(a, [BLOCK_M, BLOCK_K]),
         TensorDescriptor.from_tensor(b, [BLOCK_K, BLOCK_N]),
-        TensorDescriptor.from_tensor(out, [BLOCK_M, BLOCK_N // 2 if EPILOGUE_SUBTILE else BLOCK_N]),
+        TensorDescriptor.from_tensor(out, [BLOCK_M, c_block_n]),
         M, N, K, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, GROUP_M=GROUP_M,
-        FLATTEN=FLATTEN, EPILOGUE_SUBTILE=EPILOGUE_SUBTILE, INPUT_PRECISION=INPUT_PRECISION, num_warps=num_warps, num_stages=num_stages)
+        FLATTEN=FLATTEN, EPILOGUE_SUBTILE=EPILOGUE_SUBTILE, INPUT_PRECISION=INPUT_PRECISION,
+        num_warps=num_warps, num_stages=num_stages)
 
 
 class Matmul(OpSpec):
