@@ -66,6 +66,11 @@ def cmd_list_ops(args) -> int:
         op = get_op(name)
         print(f"{name:10s} {'x'.join(op.dims):6s} {op.summary}")
         print(f"{'':10s} structures: {', '.join(op.structures)}")
+        if op.named_shapes:
+            shapes = ", ".join(f"{k}={'x'.join(map(str, v))}" for k, v in op.named_shapes.items())
+            print(f"{'':10s} named shapes: {shapes}")
+        if op.options:
+            print(f"{'':10s} options: {', '.join(f'{k}={v}' for k, v in op.options.items())}")
     return EXIT_OK
 
 

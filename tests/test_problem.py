@@ -70,3 +70,12 @@ def test_every_output_is_poisoned_and_checked():
 def test_compare_all_needs_every_output():
     t = torch.ones(3)
     assert not compare_all((t,), (t.double(), t.double()), DEFAULT_TOLERANCES["fp32"]).ok
+
+
+def test_named_shapes():
+    from eggsearch.ops import get_op
+
+    op = get_op("matmul")
+    assert op.problem("llama7b-up", "fp16").shape == (4096, 11008, 4096)
+    with pytest.raises(UsageError, match="named shape"):
+        op.problem("llama7b-upp", "fp16")

@@ -126,6 +126,8 @@ class OpSpec(ABC):
     dtypes: ClassVar[tuple[str, ...]] = ("fp16", "bf16", "fp32")
     default_shape: ClassVar[tuple[int, ...]]
     interpreter_shape: ClassVar[tuple[int, ...]]
+    #: Shapes that ``--shape`` also takes by name (e.g. a model's projections).
+    named_shapes: ClassVar[dict[str, tuple[int, ...]]] = {}
     structures: ClassVar[dict[str, Launcher]]
     # Whether --allow-tf32 means anything for this op (it only changes matrix products).
     uses_tf32: ClassVar[bool] = False
@@ -189,8 +191,10 @@ class OpSpec(ABC):
             raise UsageError("--allow-tf32 only applies to --dtype fp32")
         if shape is None:
             dims = self.interpreter_shape if interpreter else self.default_shape
+        elif isinstance(shape, str) and shape in self.named_shapes:
+            dims = self.named_shapes[shape]
         elif isinstance(shape, str):
-            dims = parse_shape(shape, self.dims, self.name)
+            dims = parse_shape(shape, self.dims, self.name, tuple(self.named_shapes))
         else:
             dims = tuple(int(s) for s in shape)
         if len(dims) != len(self.dims) or any(d <= 0 for d in dims):
@@ -239,15 +243,18 @@ def _coerce_option(name: str, raw: OptionValue | str, default: OptionValue) -> O
     return raw
 
 
-def parse_shape(text: str, dims: tuple[str, ...], op: str) -> tuple[int, ...]:
+def parse_shape(text: str, dims: tuple[str, ...], op: str,
+                names: tuple[str, ...] = ()) -> tuple[int, ...]:
     parts = text.lower().replace("*", "x").split("x")
     try:
         values = tuple(int(p) for p in parts)
     except ValueError:
         values = ()
     if len(values) != len(dims) or any(v <= 0 for v in values):
+        named = f", or a named shape ({', '.join(names)})" if names else ""
         raise UsageError(f"malformed shape '{text}' for {op}: expected {'x'.join(dims)} "
-                         f"with positive integers, e.g. {'x'.join(['1024'] * len(dims))}")
+                         f"with positive integers, e.g. {'x'.join(['1024'] * len(dims))}"
+                         f"{named}")
     return values
 
 

@@ -133,6 +133,7 @@ class LayerNorm(OpSpec):
     summary = "layer normalization over the last dimension, with weight and bias"
     dims = ("M", "N")
     default_shape = (8192, 8192)
+    named_shapes = {"llama7b": (4096, 4096), "llama70b": (4096, 8192)}  # tokens x hidden
     interpreter_shape = (37, 301)
     structures = {"one_pass": launch_one_pass, "looped": launch_looped}
 

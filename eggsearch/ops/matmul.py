@@ -335,6 +335,10 @@ class Matmul(OpSpec):
     summary = "C = A @ B (fp16, bf16, fp32; exact fp32 unless --allow-tf32)"
     dims = ("M", "N", "K")
     default_shape = (4096, 4096, 4096)
+    # Llama-2-7B's projections for 4096 tokens (hidden 4096, MLP 11008): M = tokens.
+    named_shapes = {"square4k": (4096, 4096, 4096), "llama7b-qkv": (4096, 12288, 4096),
+                    "llama7b-o": (4096, 4096, 4096), "llama7b-up": (4096, 11008, 4096),
+                    "llama7b-down": (4096, 4096, 11008)}
     interpreter_shape = (67, 40, 88)  # odd M; rows 16-byte aligned for descriptors
     uses_tf32 = True
     structures = {"tiled": launch_tiled, "splitk": launch_splitk,

@@ -74,6 +74,7 @@ class RMSNorm(OpSpec):
     summary = "RMS normalization over the last dimension, with weight"
     dims = ("M", "N")
     default_shape = (8192, 8192)
+    named_shapes = {"llama7b": (4096, 4096), "llama70b": (4096, 8192)}  # tokens x hidden
     interpreter_shape = (37, 300)
     structures = {"one_pass": launch_one_pass, "looped": launch_looped}
 

@@ -123,6 +123,8 @@ class Softmax(OpSpec):
     summary = "softmax over the last dimension of a 2-D tensor"
     dims = ("M", "N")
     default_shape = (8192, 8192)
+    # Attention scores of one layer: heads * queries rows of keys columns (32 heads, 2k/4k ctx).
+    named_shapes = {"scores-2k": (65536, 2048), "scores-4k": (131072, 4096)}
     interpreter_shape = (37, 301)
     structures = {"one_pass": launch_one_pass, "online": launch_online,
                   "multi_row": launch_multi_row}
