@@ -2,7 +2,8 @@
 
 Usage (on the GPU machine, from the repo root):
 
-    python experiments/gpu_benchmark.py --out $OUT/bench [--ops matmul,softmax] [--trials 64]
+    python experiments/gpu_benchmark.py --out $OUT/bench [--suite core|blocks|all]
+        [--ops matmul,softmax] [--trials 64]
 
 Measures the device-to-device copy bandwidth first (the yardstick for memory-bound ops), then
 runs ``eggsearch run`` for each op and prints a table: best time, PyTorch eager time, speedup,
@@ -23,14 +24,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from eggsearch.cli import build_parser  # noqa: E402
 from eggsearch.runner import run  # noqa: E402
 
-# (op, shape, dtype, trials): the targets first; exact-fp32 matmul last.
-DEFAULT_CASES = [
-    ("matmul", "4096x4096x4096", "fp16", 64),
-    ("softmax", "8192x8192", "fp16", 64),
-    ("layernorm", "8192x8192", "fp16", 64),
-    ("rmsnorm", "8192x8192", "fp16", 64),
-    ("matmul", "4096x4096x4096", "fp32", 32),
-]
+# Suites of (op, shape, dtype, trials, options). "core": the core pipeline's targets (exact-fp32
+# matmul last); "blocks": attention and the fused LLM-block ops.
+SUITES = {
+    "core": [
+        ("matmul", "4096x4096x4096", "fp16", 64, {}),
+        ("softmax", "8192x8192", "fp16", 64, {}),
+        ("layernorm", "8192x8192", "fp16", 64, {}),
+        ("rmsnorm", "8192x8192", "fp16", 64, {}),
+        ("matmul", "4096x4096x4096", "fp32", 32, {}),
+    ],
+    "blocks": [
+        ("attention", "8x32x4096x128", "fp16", 24, {"causal": "1"}),
+        ("matmul_epilogue", "4096x4096x4096", "fp16", 24, {"epilogue": "bias,gelu"}),
+        ("cross_entropy", "8192x128256", "fp32", 24, {}),
+        ("add_rmsnorm", "8192x8192", "fp16", 24, {}),
+        ("swiglu", "4096x11008x4096", "fp16", 16, {}),
+    ],
+}
 
 
 def copy_bandwidth() -> float:
@@ -48,24 +59,32 @@ def copy_bandwidth() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--suite", default="core", help=f"one of {', '.join(SUITES)}, or all")
     parser.add_argument("--ops", help="comma-separated op names (default: all cases)")
     parser.add_argument("--trials", type=int, help="trials per case (default: each case's)")
     parser.add_argument("--sampler", default="tpe")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    cases = [c for c in DEFAULT_CASES if not args.ops or c[0] in args.ops.split(",")]
+    suite = [c for name, cases in SUITES.items() if args.suite in (name, "all") for c in cases]
+    cases = [c for c in suite if not args.ops or c[0] in args.ops.split(",")]
 
     copy_bw = copy_bandwidth()
     print(f"device-to-device copy: {copy_bw / 1e12:.2f} TB/s", flush=True)
     results = []
-    for op, shape, dtype, trials in cases:
+    table = ""
+    for op, shape, dtype, trials, options in cases:
+        flags = [f for k, v in options.items() for f in ("--option", f"{k}={v}")]
         run_args = build_parser().parse_args([
             "run", "--op", op, "--shape", shape, "--dtype", dtype, "--trials",
             str(args.trials or trials), "--sampler", args.sampler, "--seed", str(args.seed),
-            "--backend", "gpu", "--out", str(args.out / f"{op}-{shape}-{dtype}")])
+            "--backend", "gpu", "--out", str(args.out / f"{op}-{shape}-{dtype}"), *flags])
         t0 = time.monotonic()
-        summary = run(run_args)
+        try:
+            summary = run(run_args)
+        except Exception as exc:  # one broken case must not cost the others their GPU time
+            print(f"{op} {shape} {dtype}: FAILED: {type(exc).__name__}: {exc}", flush=True)
+            continue
         summary["benchmark_wall_s"] = time.monotonic() - t0
         summary["measured_copy_bandwidth"] = copy_bw
         results.append(summary)
@@ -73,7 +92,12 @@ def main() -> None:
         (args.out / "benchmark.json").write_text(json.dumps(results, indent=2))
         table = format_results(results, copy_bw)
         (args.out / "benchmark.md").write_text(table + "\n")
-    print(table)
+    print(table if results else "no case finished")
+
+
+def _options(s: dict) -> str:
+    opts = s.get("options") or {}
+    return f" ({', '.join(f'{k}={v}' for k, v in opts.items())})" if opts else ""
 
 
 def format_results(results: list[dict], copy_bw: float) -> str:
@@ -88,12 +112,12 @@ def format_results(results: list[dict], copy_bw: float) -> str:
         status = ", ".join(f"{k} {v}" for k, v in s["trials"]["by_status"].items())
         if best is None:
             rows.append(f"| {s['op']} | {s['shape']} | {s['dtype']} | none correct | - | "
-                        f"{s['pytorch']['time_ms']:.4f} ms | - | - | - | - | {status} | "
+                        f"{s['pytorch'].get('time_ms') or 0:.4f} ms | - | - | - | - | {status} | "
                         f"{s['benchmark_wall_s']:.0f} s |")
             continue
         t = best["time_ms"] * 1e-3
         rows.append(
-            f"| {s['op']} | {s['shape']} | {s['dtype']} | {best['structure']} | "
+            f"| {s['op']}{_options(s)} | {s['shape']} | {s['dtype']} | {best['structure']} | "
             f"{best['time_ms']:.4f} ms | {s['pytorch']['time_ms']:.4f} ms | "
             f"{s['speedup']:.2f}x | {100 * (roof.get('fraction') or 0):.1f}% | "
             f"{100 * roof['min_bytes'] / t / copy_bw:.1f}% | {roof['flops'] / t / 1e12:.1f} | "
