@@ -62,6 +62,8 @@ def main() -> None:
     parser.add_argument("--suite", default="core", help=f"one of {', '.join(SUITES)}, or all")
     parser.add_argument("--ops", help="comma-separated op names (default: all cases)")
     parser.add_argument("--trials", type=int, help="trials per case (default: each case's)")
+    parser.add_argument("--case-timeout", type=float,
+                        help="seconds per case after which no new trial starts (run --timeout)")
     parser.add_argument("--sampler", default="tpe")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -75,6 +77,8 @@ def main() -> None:
     table = ""
     for op, shape, dtype, trials, options in cases:
         flags = [f for k, v in options.items() for f in ("--option", f"{k}={v}")]
+        if args.case_timeout:
+            flags += ["--timeout", str(args.case_timeout)]
         run_args = build_parser().parse_args([
             "run", "--op", op, "--shape", shape, "--dtype", dtype, "--trials",
             str(args.trials or trials), "--sampler", args.sampler, "--seed", str(args.seed),
