@@ -33,7 +33,7 @@ class Roofline:
 def compute_rate(op: OpSpec, problem: Problem, hw: HardwareSpec) -> float | None:
     """The peak rate the op's arithmetic can run at under its precision contract."""
     peaks = hw.peak_flops
-    if not op.uses_tf32:  # vector arithmetic (reductions, elementwise) on the CUDA cores
+    if not op.tensor_cores:  # vector arithmetic (reductions, elementwise) on the CUDA cores
         return peaks.get("fp32")
     if problem.dtype in ("fp16", "bf16"):
         return peaks.get(problem.dtype)

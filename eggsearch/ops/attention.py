@@ -382,6 +382,7 @@ class Attention(OpSpec):
     name = "attention"
     summary = "forward scaled-dot-product attention, [B, H, S, D] (--option causal=0|1)"
     dims = ("B", "H", "S", "D")
+    tensor_cores = True
     dtypes = ("fp16", "bf16")
     default_shape = (8, 32, 4096, 128)
     interpreter_shape = (1, 2, 67, 64)  # S prime: a partial block at every block size

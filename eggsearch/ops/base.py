@@ -129,7 +129,9 @@ class OpSpec(ABC):
     #: Shapes that ``--shape`` also takes by name (e.g. a model's projections).
     named_shapes: ClassVar[dict[str, tuple[int, ...]]] = {}
     structures: ClassVar[dict[str, Launcher]]
-    # Whether --allow-tf32 means anything for this op (it only changes matrix products).
+    # Whether the op's arithmetic is matrix products on the tensor cores (roofline rate).
+    tensor_cores: ClassVar[bool] = False
+    # Whether --allow-tf32 means anything for this op (it only changes fp32 matrix products).
     uses_tf32: ClassVar[bool] = False
     #: Named variants beyond the shape, with their defaults (the default's type is the option's
     #: type). Set on the command line as ``--option name=value``.

@@ -334,6 +334,7 @@ class Matmul(OpSpec):
     name = "matmul"
     summary = "C = A @ B (fp16, bf16, fp32; exact fp32 unless --allow-tf32)"
     dims = ("M", "N", "K")
+    tensor_cores = True
     default_shape = (4096, 4096, 4096)
     # Llama-2-7B's projections for 4096 tokens (hidden 4096, MLP 11008): M = tokens.
     named_shapes = {"square4k": (4096, 4096, 4096), "llama7b-qkv": (4096, 12288, 4096),

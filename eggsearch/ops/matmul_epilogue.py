@@ -330,6 +330,7 @@ class MatmulEpilogue(OpSpec):
     name = "matmul_epilogue"
     summary = "C = epilogue(A @ B); epilogue: a chain of bias relu gelu silu scale residual"
     dims = ("M", "N", "K")
+    tensor_cores = True
     default_shape = (4096, 4096, 4096)
     interpreter_shape = (67, 40, 88)  # odd M; rows 16-byte aligned for descriptors
     uses_tf32 = True

@@ -155,6 +155,7 @@ class SwiGLU(OpSpec):
     name = "swiglu"
     summary = "silu(x @ W1) * (x @ W3), the gated MLP of LLaMA-style blocks"
     dims = ("M", "N", "K")
+    tensor_cores = True
     # LLaMA-2 7B's MLP (hidden 4096, intermediate 11008) on 4096 tokens.
     default_shape = (4096, 11008, 4096)
     # tokens x intermediate x hidden: LLaMA-2 7B and 70B, LLaMA-3 8B.
