@@ -22,7 +22,7 @@ def redact(url: str) -> str:
 
 def precision_contract(problem: Problem) -> str:
     if problem.dtype != "fp32":
-        return f"{problem.dtype} inputs and output, fp32 accumulation"
+        return f"{problem.dtype} inputs, fp32 accumulation"
     if problem.allow_tf32:
         return "fp32 with TF32 allowed (kernels and PyTorch's reference alike)"
     return "exact fp32 (no TF32 in the kernels or in PyTorch's reference)"
