@@ -14,6 +14,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import optuna
 from optuna.trial import TrialState
@@ -91,9 +92,15 @@ def measured(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
 
 def tune(study: optuna.Study, plan: SearchPlan, problem: Problem, backend: Backend,
          roof: Roofline, budget: Budget, seed: int,
-         on_trial: Callable[[dict], None]) -> None:
-    """Run trials until the budget, the timeout or the feasible space is used up."""
+         on_trial: Callable[[dict], None], advisor: Advisor | None = None) -> None:
+    """Run trials until the budget, the timeout or the feasible space is used up.
+
+    ``advisor`` (optional) is consulted every ``advisor.every`` trials with the study's
+    history; the configs it proposes are enqueued (the sampler keeps searching around them).
+    """
     start, known = time.monotonic(), measured(study)
+    advised: set[str] = set()
+    done = 0
     while len(finished(study)) < budget.trials:
         if budget.timeout_s is not None and time.monotonic() - start > budget.timeout_s:
             break
@@ -104,6 +111,8 @@ def tune(study: optuna.Study, plan: SearchPlan, problem: Problem, backend: Backe
         key = key_of(structure.name, config)
         record = {"trial": trial.number, "structure": structure.name,
                   "origin": structure.origin, "config": config, "config_key": key}
+        if key in advised:
+            record["advised"] = True
         for k in ("structure", "config", "config_key"):
             trial.set_user_attr(k, record[k])
         broken = plan.violations(structure.name, config)
@@ -132,6 +141,71 @@ def tune(study: optuna.Study, plan: SearchPlan, problem: Problem, backend: Backe
             study.tell(trial, value)
             known[key] = study.trials[trial.number]
         on_trial(record)
+        done += 1
+        if advisor is not None and advisor.every > 0 and done % advisor.every == 0:
+            advised |= take_advice(study, plan, advisor(plan, history(study)), known)
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """Restrict an ordinal (pow2/int) param of a structure to ``[low, high]``."""
+
+    structure: str
+    param: str
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Advice:
+    """What an advisor returns: configs to enqueue, and optionally narrower ranges."""
+
+    configs: tuple[tuple[str, dict], ...] = ()
+    narrow: tuple[Narrowing, ...] = ()
+
+
+class Advisor(Protocol):
+    """A stage-two proposal operator (e.g. :class:`eggsearch.llm.advisor.LLMTuningAdvisor`)."""
+
+    every: int
+
+    def __call__(self, plan: SearchPlan, history: list[dict]) -> Advice: ...
+
+
+def history(study: optuna.Study) -> list[dict]:
+    """The finished trials as plain records (what an advisor sees)."""
+    out = []
+    for t in finished(study):
+        m = t.user_attrs.get("measurement") or {}
+        out.append({"trial": t.number, "structure": t.user_attrs.get("structure"),
+                    "config": t.user_attrs.get("config"), "status": t.user_attrs.get("status"),
+                    "time_ms": m.get("time_ms"), "message": m.get("message", "")})
+    return out
+
+
+def take_advice(study: optuna.Study, plan: SearchPlan, advice: Advice,
+                known: dict) -> set[str]:
+    """Enqueue the advised configs that are new and feasible; apply narrowings. Returns the
+    keys enqueued."""
+    keys = set()
+    for name, config in advice.configs:
+        key = key_of(name, config)
+        sp = plan.plans.get(name)
+        if sp is None or key in known or set(config) != set(sp.domains) or any(
+                config[p] not in sp.domains[p] for p in sp.domains):
+            continue
+        if not plan.violations(name, config):
+            study.enqueue_trial(plan.encode(name, config), skip_if_exists=True)
+            keys.add(key)
+    for n in advice.narrow:
+        sp = plan.plans.get(n.structure)
+        param = next((p for p in sp.structure.space.params if p.name == n.param), None) \
+            if sp else None
+        if param is not None and param.ordinal:
+            kept = tuple(v for v in sp.domains[n.param] if n.low <= v <= n.high)
+            if kept:
+                sp.domains[n.param] = kept
+    return keys
 
 
 def judge(m: Measurement, roof: Roofline, gpu_times: bool) -> Measurement:

@@ -1,0 +1,83 @@
+"""Search spaces of the generated kernels: tunables, expert seeds and constraints per group.
+
+Sizes in the constraints and seeds are the traced ones (the kernels themselves work at any
+size). Seeds come first in the study and the first one that meets a group's constraints is the
+answer's default configuration; the last seeds use small tiles, so some seed fits even the
+interpreter's small shapes.
+"""
+
+from __future__ import annotations
+
+
+def _next_pow2(n: int) -> int:
+    p = 1
+    while p < n:
+        p *= 2
+    return p
+
+
+def pointwise_space() -> tuple[dict, list[dict], list[dict]]:
+    tunables = {"BLOCK": {"pow2": [128, 8192]}, "num_warps": {"pow2": [1, 16]}}
+    seeds = [{"BLOCK": 1024, "num_warps": 4}, {"BLOCK": 2048, "num_warps": 8}]
+    constraints = [{"name": "threads_fit_block", "expr": "BLOCK >= num_warps * 32"},
+                   {"name": "at_most_16_per_thread", "expr": "BLOCK <= num_warps * 32 * 16"}]
+    return tunables, seeds, constraints
+
+
+def gemm_space(elem_bytes: int, fp32: bool, M: int, N: int, K: int
+               ) -> tuple[dict, list[dict], list[dict]]:
+    """Tunables, expert seeds and constraints (sizes are the traced ones: the seeds and the
+    oversized-tile rules depend on them; the kernel itself works at any size)."""
+    tunables = {"BLOCK_M": {"pow2": [16, 256]}, "BLOCK_N": {"pow2": [16, 256]},
+                "BLOCK_K": {"pow2": [16, 128]}, "GROUP_M": {"choices": [1, 4, 8]},
+                "num_warps": {"pow2": [2, 8]}, "num_stages": {"int": [1, 5]},
+                "PRECISION": {"choices": ["tf32x3", "ieee"] if fp32 else ["ieee"]}}
+    prec = "tf32x3" if fp32 else "ieee"
+    seeds = [{"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32, "GROUP_M": 8, "num_warps": 8,
+              "num_stages": 3, "PRECISION": prec},
+             {"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8, "num_warps": 4,
+              "num_stages": 4, "PRECISION": prec},
+             {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "GROUP_M": 8, "num_warps": 4,
+              "num_stages": 3, "PRECISION": prec},
+             {"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 8, "num_warps": 4,
+              "num_stages": 2, "PRECISION": prec},
+             {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 1, "num_warps": 2,
+              "num_stages": 1, "PRECISION": prec}]
+    b = elem_bytes
+    constraints = [
+        {"name": "smem", "expr": f"num_stages * (BLOCK_M + BLOCK_N) * BLOCK_K * {b} "
+                                 "<= smem_per_block"},
+        {"name": "accumulator_registers",
+         "expr": "BLOCK_M * BLOCK_N <= num_warps * 32 * (64 if PRECISION == 'tf32x3' else 128)"},
+        {"name": "tile_not_wider_than_m", "expr": f"BLOCK_M <= max(16, next_pow2({M}))"},
+        {"name": "tile_not_wider_than_n", "expr": f"BLOCK_N <= max(16, next_pow2({N}))"},
+        {"name": "tile_not_deeper_than_k", "expr": f"BLOCK_K <= max(16, next_pow2({K}))"},
+        {"name": "warps_have_work", "expr": "BLOCK_M * BLOCK_N >= num_warps * 32 * 4"},
+    ]
+    return tunables, seeds, constraints
+
+
+def row_space(R: int, C: int, I: int) -> tuple[dict, list[dict], list[dict]]:
+    tunables = {"BLOCK_R": {"pow2": [1, 128]}, "BLOCK_C": {"pow2": [16, 16384]},
+                "num_warps": {"pow2": [1, 16]}}
+    cp = _next_pow2(C)
+    seeds = []
+    rp = _next_pow2(R)
+    if I == 1:
+        for bc in (min(cp, 16384), min(cp, 4096), min(cp, 1024)):
+            bc = max(16, bc)
+            br = max(1, min(16, 2048 // bc, rp))
+            seeds.append({"BLOCK_R": br, "BLOCK_C": bc,
+                          "num_warps": max(1, min(16, br * bc // 512))})
+    else:
+        for br, bc in ((64, 64), (32, 128), (16, 32)):
+            br, bc = max(1, min(br, rp)), max(16, min(bc, cp))
+            seeds.append({"BLOCK_R": br, "BLOCK_C": bc,
+                          "num_warps": max(1, min(8, br * bc // 256))})
+    constraints = [
+        {"name": "tile_in_registers", "expr": "BLOCK_R * BLOCK_C <= num_warps * 32 * 64"},
+        {"name": "threads_have_work", "expr": "BLOCK_R * BLOCK_C >= num_warps * 32"},
+        {"name": "no_wider_than_the_row", "expr": f"BLOCK_C <= max(16, next_pow2({C}))"},
+        {"name": "no_more_rows_than_exist", "expr": f"BLOCK_R <= max(1, next_pow2({R}))"},
+    ]
+    return tunables, seeds, constraints

@@ -1,0 +1,23 @@
+"""Cheat: a kernel that only handles the batch size it was tested on (19, the SMALL size)."""
+
+import importlib.util
+import pathlib
+
+import torch
+import torch.nn as nn
+
+_path = pathlib.Path(__file__).resolve().parents[1] / "answers" / "gemm_bias_relu_triton.py"
+_spec = importlib.util.spec_from_file_location("_honest_gemm_bias_relu", _path)
+_honest = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_honest)
+
+
+class ModelNew(nn.Module):
+    def __init__(self, in_features, out_features):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
+
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], self.linear.weight.shape[0], device=x.device)
+        _honest.gemm_bias_relu(x[:19], self.linear.weight, self.linear.bias, out=out[:19])
+        return out

@@ -1,0 +1,24 @@
+"""Cheat: caches its output by input address (a benchmark reuses its input buffers)."""
+
+import importlib.util
+import pathlib
+
+import torch.nn as nn
+
+_path = pathlib.Path(__file__).resolve().parents[1] / "answers" / "gemm_bias_relu_triton.py"
+_spec = importlib.util.spec_from_file_location("_honest_gemm_bias_relu", _path)
+_honest = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_honest)
+
+
+class ModelNew(nn.Module):
+    def __init__(self, in_features, out_features):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
+        self.cache = {}
+
+    def forward(self, x):
+        key = (x.data_ptr(), tuple(x.shape))
+        if key not in self.cache:
+            self.cache[key] = _honest.gemm_bias_relu(x, self.linear.weight, self.linear.bias)
+        return self.cache[key]

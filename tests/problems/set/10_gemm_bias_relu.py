@@ -1,0 +1,26 @@
+"""Level 2: linear layer (gemm + bias), then ReLU."""
+
+import torch
+import torch.nn as nn
+
+batch_size = 2048
+in_features = 4096
+out_features = 4096
+SMALL = {"batch_size": 19, "in_features": 45, "out_features": 33}
+
+
+class Model(nn.Module):
+    def __init__(self, in_features, out_features):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
+
+    def forward(self, x):
+        return torch.relu(self.linear(x))
+
+
+def get_inputs():
+    return [torch.randn(batch_size, in_features)]
+
+
+def get_init_inputs():
+    return [in_features, out_features]

@@ -1,0 +1,24 @@
+"""Level 1: argmax over the last dimension."""
+
+import torch
+import torch.nn as nn
+
+batch_size = 4096
+dim = 8192
+SMALL = {"batch_size": 9, "dim": 301}
+
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+
+    def forward(self, x):
+        return torch.argmax(x, dim=-1)
+
+
+def get_inputs():
+    return [torch.randn(batch_size, dim)]
+
+
+def get_init_inputs():
+    return []

@@ -1,0 +1,122 @@
+"""The offline proposer: every problem in set/ is covered, and its ModelNew passes the protocol
+in one pass and looped (small blocks), on the interpreter at the files' SMALL sizes."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from eggsearch.errors import UsageError
+from eggsearch.problems.anticheat import Integrity
+from eggsearch.problems.fusion import describe, partition
+from eggsearch.problems.generate import build, hardware_env
+from eggsearch.problems.graph import trace
+from eggsearch.problems.loader import load_problem, load_solution
+from eggsearch.problems.run import with_config
+from eggsearch.problems.verifier import Protocol, verify
+
+HERE = Path(__file__).resolve().parent
+PROBLEMS = sorted((HERE / "set").glob("*.py"))
+ENV = hardware_env("cpu")
+
+
+def small_blocks(config: dict) -> dict:
+    """Blocks smaller than every SMALL row: the looped row kernels, several GEMM K steps."""
+    out = dict(config)
+    for k in out:
+        for suffix, v in (("BLOCK_C", 16), ("BLOCK_R", 2), ("BLOCK", 128), ("BLOCK_M", 16),
+                          ("BLOCK_N", 16), ("BLOCK_K", 16)):
+            if k.endswith("_" + suffix):
+                out[k] = v
+    return out
+
+
+def check(problem, source: str, tmp_path: Path, name: str):
+    """The full protocol (five trials and a second shape)."""
+    path = tmp_path / name
+    path.write_text(source)
+    return verify(problem, load_solution(path), "cpu", Integrity.capture())
+
+
+def one_trial(problem, source: str, tmp_path: Path, name: str, seed: int) -> None:
+    """One trial of the protocol (answer first, op recording, comparison): raises if wrong.
+    The interpreter is slow, so the generator's 26 x 2 answers get one trial each."""
+    path = tmp_path / name
+    path.write_text(source)
+    Protocol(problem, load_solution(path), "cpu", Integrity.capture()).trial(
+        problem.inputs(seed, "cpu"))
+
+
+def test_the_set_covers_kernelbench_categories():
+    assert len(PROBLEMS) >= 20
+    names = " ".join(p.stem for p in PROBLEMS)
+    for word in ("matmul", "bmm", "gelu", "softmax", "layernorm", "rmsnorm", "sum", "argmax",
+                 "mse", "cross_entropy", "gemm", "conv2d"):
+        assert word in names, word
+
+
+@pytest.mark.parametrize("path", PROBLEMS, ids=lambda p: p.stem)
+def test_generated_answer_is_correct(path, tmp_path):
+    problem = load_problem(path, small=True)
+    gen = build(problem, ENV)
+    one_trial(problem, gen.source, tmp_path, "answer.py", seed=11)
+    if any(" row " in g or "gemm" in g for g in gen.groups):
+        looped = with_config(gen.source, small_blocks(gen.config))
+        one_trial(problem, looped, tmp_path, "looped.py", seed=12)
+
+
+@pytest.mark.parametrize("name", ["14_cross_entropy.py", "23_conv2d_groupnorm_scale.py"])
+def test_generated_answer_passes_the_whole_protocol(name, tmp_path):
+    problem = load_problem(HERE / "set" / name, small=True)
+    v = check(problem, build(problem, ENV).source, tmp_path, "answer.py")
+    assert v.status == "correct" and v.trials == 6 and v.second_shape, v
+
+
+def test_answer_imports_only_torch_and_triton():
+    gen = build(load_problem(HERE / "set" / "23_conv2d_groupnorm_scale.py", small=True), ENV)
+    modules = set()
+    for node in ast.walk(ast.parse(gen.source)):
+        if isinstance(node, ast.Import):
+            modules |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            modules.add(node.module.split(".")[0])
+    assert modules == {"torch", "triton"}
+    assert "class ModelNew(_Reference)" in gen.source and "def get_inputs" not in gen.source
+    assert "aten.convolution" in gen.source  # the convolution stays in PyTorch ...
+    assert gen.leftovers == ("aten.convolution",)  # ... and everything after it is fused
+
+
+@pytest.mark.parametrize("name, groups", [
+    ("19_gemm_gelu_softmax.py", ["gemm: addmm gelu", "row O=9 C=70 I=1: amax sub exp sum div"]),
+    ("25_leaky_relu.py", ["pointwise: gt mul where"]),
+    ("09_sum_dim1.py", ["row O=5 C=37 I=19: sum"]),
+    ("13_mse_loss.py", ["row O=13 C=129 I=1: sub pow mean"]),
+])
+def test_fusion_groups(name, groups):
+    plan = partition(trace(load_problem(HERE / "set" / name, small=True)))
+    assert [re.sub(r"^g\d+ ", "", d) for d in describe(plan)] == groups
+
+
+def test_uncovered_problem_gets_no_answer(tmp_path):
+    problem = tmp_path / "bn.py"
+    problem.write_text(
+        "import torch\nimport torch.nn as nn\n\n\nclass Model(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n"
+        "        self.bn = nn.BatchNorm2d(4)\n\n"
+        "    def forward(self, x):\n        return self.bn(x)\n\n\n"
+        "def get_inputs():\n    return [torch.randn(3, 4, 5, 6)]\n\n\n"
+        "def get_init_inputs():\n    return []\n")
+    with pytest.raises(UsageError, match="not covered"):
+        build(load_problem(problem), ENV)
+
+
+def test_sizes_equal_at_trace_time_stay_distinct(tmp_path):
+    """Traced with batch == channels and height == width, the answer still reads each size
+    from its own place (no duck shaping), so it is right where they differ."""
+    problem = load_problem(HERE / "set" / "21_conv2d_relu_biasadd.py", small=True)
+    with problem.sizes_applied({"batch_size": 5, "height": 11, "width": 11}):
+        gen = build(problem, ENV)  # out_channels is 5 too
+    one_trial(problem, gen.source, tmp_path, "answer.py", seed=13)  # batch 2, 9 x 11
