@@ -81,12 +81,12 @@ def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
                             states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
 
 
-def measured(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]:
-    """Config key -> the trial that measured it."""
+def measured(study: optuna.Study) -> dict[str, tuple[int, float]]:
+    """Config key -> (number, value) of the trial that measured it."""
     out = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if t.user_attrs.get("status") != Status.DUPLICATE.value and "config_key" in t.user_attrs:
-            out.setdefault(t.user_attrs["config_key"], t)
+            out.setdefault(t.user_attrs["config_key"], (t.number, t.value))
     return out
 
 
@@ -122,12 +122,12 @@ def tune(study: optuna.Study, plan: SearchPlan, problem: Problem, backend: Backe
             trial.set_user_attr("violations", record["violations"])
             study.tell(trial, state=TrialState.PRUNED)
         elif key in known:
-            first = known[key]
-            record.update(status=Status.DUPLICATE.value, duplicate_of=first.number,
-                          value_ms=_finite(first.value))
+            first_number, first_value = known[key]
+            record.update(status=Status.DUPLICATE.value, duplicate_of=first_number,
+                          value_ms=_finite(first_value))
             trial.set_user_attr("status", Status.DUPLICATE.value)
-            trial.set_user_attr("duplicate_of", first.number)
-            study.tell(trial, first.value)
+            trial.set_user_attr("duplicate_of", first_number)
+            study.tell(trial, first_value)
         else:
             seeds = (seed * 1_000_003 + 2 * trial.number + 1,
                      seed * 1_000_003 + 2 * trial.number + 2)
@@ -139,7 +139,7 @@ def tune(study: optuna.Study, plan: SearchPlan, problem: Problem, backend: Backe
             trial.set_user_attr("status", m.status.value)
             trial.set_user_attr("measurement", m.to_dict())
             study.tell(trial, value)
-            known[key] = study.trials[trial.number]
+            known[key] = (trial.number, value)  # not study.trials: that deep-copies them all
         on_trial(record)
         done += 1
         if advisor is not None and advisor.every > 0 and done % advisor.every == 0:
