@@ -211,6 +211,20 @@ def _matmul_persistent_kernel(a_ptr, b_ptr, c_ptr, M, N, K,
 
 # ---- descriptor ------------------------------------------------------------------------------
 @triton.jit
+def _matmul_descriptor_acc(a_desc, b_desc, pid_m, pid_n, k_tiles,
+                           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                           INPUT_PRECISION: tl.constexpr):
+    """fp32 [BLOCK_M, BLOCK_N] tile (pid_m, pid_n) of A @ B, loading k_tiles K blocks through
+    the tensor descriptors (which zero-fill past the edges, so no masks)."""
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for ki in range(k_tiles):
+        a = a_desc.load([pid_m * BLOCK_M, ki * BLOCK_K])
+        b = b_desc.load([ki * BLOCK_K, pid_n * BLOCK_N])
+        acc = _matmul_dot(a, b, acc, INPUT_PRECISION)
+    return acc
+
+
+@triton.jit
 def _matmul_descriptor_kernel(a_desc, b_desc, c_desc, M, N, K,
                               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                               BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
@@ -233,11 +247,8 @@ def _matmul_descriptor_kernel(a_desc, b_desc, c_desc, M, N, K,
     for tile_id in tl.range(tl.program_id(0), num_pid_m * num_pid_n, tl.num_programs(0),
                             flatten=FLATTEN):
         pid_m, pid_n = _matmul_grouped_tile(tile_id, num_pid_m, num_pid_n, GROUP_M)
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for ki in range(k_tiles):
-            a = a_desc.load([pid_m * BLOCK_M, ki * BLOCK_K])
-            b = b_desc.load([ki * BLOCK_K, pid_n * BLOCK_N])
-            acc = _matmul_dot(a, b, acc, INPUT_PRECISION)
+        acc = _matmul_descriptor_acc(a_desc, b_desc, pid_m, pid_n, k_tiles,
+                                     BLOCK_M, BLOCK_N, BLOCK_K, INPUT_PRECISION)
         if EPILOGUE_SUBTILE:
             halves = tl.permute(tl.reshape(acc, (BLOCK_M, 2, BLOCK_N // 2)), (0, 2, 1))
             left, right = tl.split(halves)

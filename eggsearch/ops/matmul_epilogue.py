@@ -33,7 +33,7 @@ import triton.language as tl
 from eggsearch.errors import UsageError
 from eggsearch.ops.base import OpSpec, Problem, torch_dtype
 from eggsearch.ops.matmul import (
-    _matmul_dot,
+    _matmul_descriptor_acc,
     _matmul_grouped_tile,
     _matmul_tile_acc,
     _num_sms,
@@ -219,11 +219,8 @@ def _matmul_epilogue_descriptor_kernel(a_desc, b_desc, c_desc, bias_ptr, aux_ptr
     for tile_id in tl.range(tl.program_id(0), num_pid_m * num_pid_n, tl.num_programs(0),
                             flatten=FLATTEN):
         pid_m, pid_n = _matmul_grouped_tile(tile_id, num_pid_m, num_pid_n, GROUP_M)
-        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for ki in range(k_tiles):
-            a = a_desc.load([pid_m * BLOCK_M, ki * BLOCK_K])
-            b = b_desc.load([ki * BLOCK_K, pid_n * BLOCK_N])
-            acc = _matmul_dot(a, b, acc, INPUT_PRECISION)
+        acc = _matmul_descriptor_acc(a_desc, b_desc, pid_m, pid_n, k_tiles,
+                                     BLOCK_M, BLOCK_N, BLOCK_K, INPUT_PRECISION)
         offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         if EPILOGUE_SUBTILE:
             # Each half is finished and stored on its own: half the registers and half the
