@@ -14,9 +14,11 @@
    process is checked for patched functions, changed precision switches and background threads
    (cheats), and its output is compared with the reference's.
 4. An output is correct when it has the reference's structure, shapes and dtypes, passes
-   ``allclose`` at the dtype's tolerance (fp32: atol = rtol = 1e-4), and its normwise relative
-   error is within the dtype's bound (fp32: 1e-5) or twice the eager reference's own error,
-   both measured against the reference run in float64 where the model runs in float64. The
+   ``allclose`` at the dtype's tolerance (fp32: atol = rtol = 1e-4) against the eager result
+   (or, where that eager result itself misses the tolerance against the float64 truth, against
+   the truth with ``atol`` widened to twice the eager result's own error), and its normwise
+   relative error is within the dtype's bound (fp32: 1e-5) or twice the eager reference's own
+   error, both measured against the reference run in float64 where the model runs in float64. The
    normwise bound is the precision probe: an all-zeros answer, or one computed in TF32 or
    fp16 where the problem is fp32 (relative error ~5e-4 on random inputs), fails it.
 """
@@ -39,7 +41,7 @@ from eggsearch.problems.anticheat import (
 )
 from eggsearch.problems.loader import ProblemModule, one_line
 from eggsearch.problems.shapes import second_shape_candidates
-from eggsearch.verify import compare
+from eggsearch.verify import Check, compare
 
 INIT_SEED = 42
 MIN_TRIALS = 5
@@ -165,44 +167,83 @@ class Protocol:
         self._compare(out, expected, truth)
 
     def _compare(self, out, expected, truth) -> None:
-        if isinstance(expected, torch.Tensor) != isinstance(out, torch.Tensor):
-            raise _Failed("incorrect", f"returns a {type(out).__name__}, expected a "
-                                       f"{type(expected).__name__}")
-        outs, exps = flat_tensors(out), flat_tensors(expected)
-        truths = flat_tensors(truth) if truth is not None else [None] * len(exps)
-        if len(outs) != len(exps):
-            raise _Failed("incorrect", f"returns {len(outs)} outputs, expected {len(exps)}")
-        for i, (o, e, t) in enumerate(zip(outs, exps, truths)):
-            where = f"output {i}: " if len(exps) > 1 else ""
-            if not isinstance(e, torch.Tensor):
-                continue
-            if not isinstance(o, torch.Tensor):
-                raise _Failed("incorrect", f"{where}returns {type(o).__name__}, not a tensor")
-            if o.dtype != e.dtype:
-                raise _Failed("incorrect", f"{where}dtype {o.dtype} != expected {e.dtype}")
-            tol = tolerance_for(e.dtype)
-            check = compare(o, e.double(), Tolerance(tol.atol, tol.rtol, math.inf))
-            if not check.ok:
-                raise _Failed("incorrect", where + check.message)
-            rel, bound = self._normwise(o, e, t, tol)
-            if rel > bound:
-                raise _Failed("incorrect", f"{where}normwise relative error {rel:.3g} > "
-                                           f"{bound:.3g} (precision below the problem's dtype?)")
-            self.worst = (max(self.worst[0], check.max_abs_err), max(self.worst[1], rel))
+        max_abs, rel = compare_outputs(out, expected, truth)
+        self.worst = (max(self.worst[0], max_abs), max(self.worst[1], rel))
 
-    @staticmethod
-    def _normwise(o, e, t, tol: Tolerance) -> tuple[float, float]:
-        def rel(a, b):
-            b = b.double()
-            denom = float(b.norm())
-            diff = float((a.double() - b).norm())
-            return diff / denom if denom > 0 else diff
 
-        if not e.is_floating_point():
-            return 0.0, 0.0
-        if isinstance(t, torch.Tensor) and t.shape == e.shape:
-            return rel(o, t), max(tol.max_rel_err, 2.0 * rel(e, t))
-        return rel(o, e), tol.max_rel_err
+def compare_outputs(out, expected, truth) -> tuple[float, float]:
+    """Point 4 of the protocol; the worst (max abs, normwise relative) error, or :class:`_Failed`.
+
+    ``truth`` is the reference run in float64 (None where the model cannot run in float64).
+    """
+    if isinstance(expected, torch.Tensor) != isinstance(out, torch.Tensor):
+        raise _Failed("incorrect", f"returns a {type(out).__name__}, expected a "
+                                   f"{type(expected).__name__}")
+    outs, exps = flat_tensors(out), flat_tensors(expected)
+    truths = flat_tensors(truth) if truth is not None else [None] * len(exps)
+    if len(outs) != len(exps):
+        raise _Failed("incorrect", f"returns {len(outs)} outputs, expected {len(exps)}")
+    worst = (0.0, 0.0)
+    for i, (o, e, t) in enumerate(zip(outs, exps, truths)):
+        where = f"output {i}: " if len(exps) > 1 else ""
+        if not isinstance(e, torch.Tensor):
+            continue
+        if not isinstance(o, torch.Tensor):
+            raise _Failed("incorrect", f"{where}returns {type(o).__name__}, not a tensor")
+        if o.dtype != e.dtype:
+            raise _Failed("incorrect", f"{where}dtype {o.dtype} != expected {e.dtype}")
+        if not isinstance(t, torch.Tensor) or t.shape != e.shape:
+            t = None
+        tol = tolerance_for(e.dtype)
+        check = _elementwise(o, e, t, tol)
+        if not check.ok:
+            raise _Failed("incorrect", where + check.message)
+        rel, bound = _normwise(o, e, t, tol)
+        if rel > bound:
+            raise _Failed("incorrect", f"{where}normwise relative error {rel:.3g} > "
+                                       f"{bound:.3g} (precision below the problem's dtype?)")
+        worst = (max(worst[0], check.max_abs_err), max(worst[1], rel))
+    return worst
+
+
+def _elementwise(o, e, t, tol: Tolerance) -> Check:
+    """``allclose`` against the eager reference at the dtype's tolerance.
+
+    Where the eager reference itself misses that tolerance against the float64 truth (long
+    fp32 reductions: a K = 4096 matmul on unscaled randn is off by ~1e-4 in cuBLAS as on the
+    CPU), two honest fp32 results can disagree by more than the tolerance, so the answer is
+    then held to the truth instead, with ``atol`` widened to twice the reference's own worst
+    error. An answer in TF32 or fp16 is off by far more (~1e-2 at that K) and still fails.
+    """
+    elementwise = Tolerance(tol.atol, tol.rtol, math.inf)
+    check = compare(o, e.double(), elementwise)
+    if check.ok or t is None or not e.is_floating_point():
+        return check
+    t = t.double()
+    if compare(e, t, elementwise).ok:
+        return check  # the reference meets the tolerance, so the answer must too
+    ref_err = float((e.double() - t).abs().max())
+    widened = Tolerance(max(tol.atol, 2.0 * ref_err), tol.rtol, math.inf)
+    against_truth = compare(o, t, widened)
+    if against_truth.ok:
+        return against_truth
+    return Check(False, check.max_abs_err, check.rel_err,
+                 f"{check.message}; against the float64 truth, with atol widened to "
+                 f"twice PyTorch's own error ({ref_err:.3g}): {against_truth.message}")
+
+
+def _normwise(o, e, t, tol: Tolerance) -> tuple[float, float]:
+    def rel(a, b):
+        b = b.double()
+        denom = float(b.norm())
+        diff = float((a.double() - b).norm())
+        return diff / denom if denom > 0 else diff
+
+    if not e.is_floating_point():
+        return 0.0, 0.0
+    if t is not None:
+        return rel(o, t), max(tol.max_rel_err, 2.0 * rel(e, t))
+    return rel(o, e), tol.max_rel_err
 
 
 def _trial_inputs(protocol: Protocol, first: list | None, seed: int, reuse: bool) -> list:

@@ -17,7 +17,7 @@ from eggsearch.problems.anticheat import (
     main_ops,
 )
 from eggsearch.problems.loader import load_problem, load_solution
-from eggsearch.problems.verifier import Protocol, verify
+from eggsearch.problems.verifier import Protocol, _Failed, compare_outputs, verify
 
 HERE = Path(__file__).resolve().parent
 SET, CHEATS, ANSWERS = HERE / "set", HERE / "cheats", HERE / "answers"
@@ -137,3 +137,43 @@ def test_integrity_sees_patches_and_threads():
         t.join()
     time.sleep(0.01)
     assert integrity.violations() == []
+
+
+class TestLongReductionTolerance:
+    """fp32 results whose eager reference is itself off the float64 truth by more than 1e-4
+    (as a K = 4096 matmul on randn is) are held to the truth with atol widened to twice the
+    reference's error; everything else keeps the plain 1e-4 check against the eager result."""
+
+    @staticmethod
+    def _truth_and_noise(scale, seed):
+        g = torch.Generator().manual_seed(seed)
+        truth = torch.randn(64, 64, generator=g, dtype=torch.float64) * 64
+        return truth, (torch.rand(64, 64, generator=g, dtype=torch.float64) * 2 - 1) * scale
+
+    def _outcome(self, ref_err, out_err):
+        truth, ref_noise = self._truth_and_noise(ref_err, 0)
+        _, out_noise = self._truth_and_noise(out_err, 1)
+        expected = (truth + ref_noise).float()
+        out = (truth + out_noise).float()
+        try:
+            compare_outputs(out, expected, truth)
+        except _Failed as failed:
+            return failed.reason
+        return "correct"
+
+    def test_honest_answer_with_the_references_own_error_passes(self):
+        # both off the truth by up to 4e-4: they disagree with each other beyond 1e-4
+        assert self._outcome(4e-4, 4e-4) == "correct"
+
+    def test_tf32_sized_error_still_fails(self):
+        reason = self._outcome(4e-4, 2e-2)
+        assert "outside atol=0.0001" in reason and "widened" in reason, reason
+
+    def test_no_widening_when_the_reference_meets_the_tolerance(self):
+        reason = self._outcome(1e-6, 4e-4)
+        assert "outside atol=0.0001" in reason and "widened" not in reason, reason
+
+    def test_zeros_fail(self):
+        truth, noise = self._truth_and_noise(4e-4, 0)
+        with pytest.raises(_Failed, match="outside"):
+            compare_outputs(torch.zeros(64, 64), (truth + noise).float(), truth)
