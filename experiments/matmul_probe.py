@@ -1,0 +1,180 @@
+"""Where does matmul fp16 4096^3 lose to cuBLAS? Three timers on the same calls, and a grid.
+
+Usage (on the GPU machine, from the repo root):
+
+    python experiments/matmul_probe.py --out $OUT/matmul-probe.json [--grid]
+
+For cuBLAS (``torch.matmul``) and the best ``descriptor`` configs found so far it reports:
+
+- ``events``: eggsearch's timer (:func:`eggsearch.timing.bench_cuda`: L2 flushed, one CUDA
+  event pair around each call, median);
+- ``events+busy``: the same, with the GPU kept busy (``torch.cuda._sleep``) while the host
+  enqueues the call, so host-side launch cost (Triton's launcher, building tensor descriptors)
+  cannot leave the GPU idle between the events;
+- ``kernel``: the median of the kernels' own durations from the CUDA profiler (CUPTI);
+- ``host us``: host time to enqueue one call (no GPU wait).
+
+If ``events`` is much above ``kernel`` for one side only, the comparison measures the launcher
+rather than the kernel. ``--grid`` also times a grid of ``descriptor`` configs around the best
+one with ``events`` and ``kernel``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from eggsearch.ops.matmul import launch_descriptor, launch_tiled  # noqa: E402
+from eggsearch.timing import FLUSH_BYTES, bench_cuda  # noqa: E402
+
+BEST = dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, PERSISTENT=True, FLATTEN=True,
+            EPILOGUE_SUBTILE=True, num_warps=8, num_stages=4, INPUT_PRECISION="ieee")
+BEST_TILED = dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3,
+                  INPUT_PRECISION="ieee")
+
+
+def bench_busy(fn, reps=200):
+    """Like bench_cuda, but a GPU-side sleep precedes each timed call's enqueue."""
+    import torch
+
+    flush = torch.empty(FLUSH_BYTES // 4, dtype=torch.int32, device="cuda")
+    for _ in range(10):
+        fn()
+    torch.cuda.synchronize()
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    for i in range(reps):
+        flush.zero_()
+        torch.cuda._sleep(400_000)  # ~0.2 ms of GPU time while the host enqueues
+        starts[i].record()
+        fn()
+        ends[i].record()
+    torch.cuda.synchronize()
+    return statistics.median(s.elapsed_time(e) for s, e in zip(starts, ends))
+
+
+def kernel_time(fn, reps=50):
+    """Median duration (ms) of the longest GPU kernel each call launches, from the profiler."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    flush = torch.empty(FLUSH_BYTES // 4, dtype=torch.int32, device="cuda")
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            flush.zero_()
+            fn()
+        torch.cuda.synchronize()
+    durations = {}
+    for ev in prof.events():
+        skip = any(w in ev.name.lower() for w in ("fill", "zero", "sleep"))
+        if ev.device_type.name == "CUDA" and not skip:
+            durations.setdefault(ev.name, []).append(ev.device_time_total / 1e3)
+    name, times = max(durations.items(), key=lambda kv: sum(kv[1]))
+    return statistics.median(times), name[:60]
+
+
+def host_us(fn, calls=200):
+    import torch
+
+    torch.cuda._sleep(50_000_000)  # keep the GPU busy so nothing waits on it
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    t = (time.perf_counter() - t0) / calls * 1e6
+    torch.cuda.synchronize()
+    return t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--grid", action="store_true")
+    args = parser.parse_args()
+
+    import torch
+    import triton
+
+    M = N = K = 4096
+    flops = 2 * M * N * K
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    a = torch.randn(M, K, device="cuda", dtype=torch.float16, generator=gen)
+    b = torch.randn(K, N, device="cuda", dtype=torch.float16, generator=gen)
+    out = torch.empty(M, N, device="cuda", dtype=torch.float16)
+    ref = a.float() @ b.float()
+
+    candidates = {
+        "cublas": lambda: torch.matmul(a, b),
+        "descriptor best": lambda: launch_descriptor(a, b, out=out, **BEST),
+        "tiled 128x256x64": lambda: launch_tiled(a, b, out=out, **BEST_TILED),
+    }
+    rows = []
+    print(f"{torch.cuda.get_device_name(0)}; torch {torch.__version__}, triton "
+          f"{triton.__version__}")
+    print(f"{'what':34} {'events':>9} {'ev+busy':>9} {'kernel':>9} {'TFLOP/s k':>9} "
+          f"{'host us':>8}")
+    for name, fn in candidates.items():
+        fn()
+        torch.cuda.synchronize()
+        if name != "cublas":
+            err = float((out.float() - ref).norm() / ref.norm())
+            assert err < 1e-3, (name, err)
+        ev = bench_cuda(fn)[0]
+        busy = bench_busy(fn)
+        kern, kname = kernel_time(fn)
+        host = host_us(fn)
+        rows.append(dict(what=name, events_ms=ev, busy_ms=busy, kernel_ms=kern, kernel=kname,
+                         host_us=host))
+        print(f"{name:34} {ev:9.4f} {busy:9.4f} {kern:9.4f} {flops / kern / 1e9:9.1f} "
+              f"{host:8.1f}", flush=True)
+
+    grid = []
+    if args.grid:
+        print("\ndescriptor grid (events ms, kernel ms, TFLOP/s by kernel time)")
+        space = itertools.product([(128, 256, 64), (256, 128, 64), (128, 128, 64),
+                                   (128, 256, 32), (128, 128, 128)],
+                                  [8, 16], [3, 4, 5], [True, False])
+        for (bm, bn, bk), group, stages, subtile in space:
+            cfg = dict(BEST, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=group,
+                       num_stages=stages, EPILOGUE_SUBTILE=subtile)
+            smem = stages * (bm + bn) * bk * 2 + bm * (bn // 2 if subtile else bn) * 2
+            if smem > 232448:
+                continue
+            fn = (lambda c: lambda: launch_descriptor(a, b, out=out, **c))(cfg)
+            try:
+                out.fill_(float("nan"))
+                fn()
+                torch.cuda.synchronize()
+                err = float((out.float() - ref).norm() / ref.norm())
+                if not err < 1e-3:
+                    raise RuntimeError(f"wrong result (rel err {err:.2g})")
+                ev = bench_cuda(fn)[0]
+                kern, _ = kernel_time(fn, reps=20)
+            except Exception as exc:  # compile failure, out of resources
+                print(f"  {bm}x{bn}x{bk} G{group} s{stages} sub{int(subtile)}: "
+                      f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}")
+                continue
+            grid.append(dict(cfg, events_ms=ev, kernel_ms=kern))
+            print(f"  {bm}x{bn}x{bk} G{group} s{stages} sub{int(subtile)}: {ev:.4f} "
+                  f"{kern:.4f} {flops / kern / 1e9:.1f}", flush=True)
+        grid.sort(key=lambda r: r["kernel_ms"])
+        print("best 5 by kernel time:")
+        for r in grid[:5]:
+            print(f"  {r}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(dict(device=torch.cuda.get_device_name(0),
+                                        torch=torch.__version__, triton=triton.__version__,
+                                        rows=rows, grid=grid), indent=1))
+
+
+if __name__ == "__main__":
+    main()
