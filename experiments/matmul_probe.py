@@ -142,7 +142,7 @@ def main() -> None:
         print("\ndescriptor grid (events ms, kernel ms, TFLOP/s by kernel time)")
         space = itertools.product([(128, 256, 64), (256, 128, 64), (128, 128, 64),
                                    (128, 256, 32), (128, 128, 128)],
-                                  [8, 16], [3, 4, 5], [True, False])
+                                  [8], [3, 4, 5], [True, False])
         for (bm, bn, bk), group, stages, subtile in space:
             cfg = dict(BEST, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=group,
                        num_stages=stages, EPILOGUE_SUBTILE=subtile)
