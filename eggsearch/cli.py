@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--trial-timeout", type=float,
                      help="seconds per trial before the worker is killed (default 60 on a "
                           "GPU, 300 on the interpreter)")
+    run.add_argument("--confirm-rounds", type=int, default=6, metavar="N",
+                     help="on a GPU, time the best config and PyTorch in N alternating rounds "
+                          "after the study; the speedup is taken from them (default 6; 0: off)")
     run.add_argument("--search-spaces", type=Path, help="directory of <op>.yaml spaces")
     run.add_argument("--rules", type=Path, help="directory of expert rules")
     run.add_argument("--json", action="store_true", help="print summary.json on stdout")

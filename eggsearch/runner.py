@@ -6,6 +6,7 @@ is checked before the study or the run directory is created, so bad input writes
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import time
@@ -33,6 +34,7 @@ from eggsearch.tuner import (
     tune,
 )
 
+log = logging.getLogger(__name__)
 
 def parse_options(items: list[str]) -> dict[str, str]:
     """``["causal=0", ...]`` from ``--option``; a malformed item is a :class:`UsageError`."""
@@ -54,6 +56,9 @@ def run(args) -> dict:
     op = get_op(args.op)
     if args.sampler not in SAMPLERS:
         make_sampler(args.sampler, 0, 1)  # raises the one-line error
+    confirm_rounds = getattr(args, "confirm_rounds", 6)
+    if confirm_rounds < 0:
+        raise UsageError("--confirm-rounds must not be negative")
     backend_name = resolve_backend_name(args.backend)
     interpreter = backend_name == "interpreter"
     problem = op.problem(args.shape, args.dtype, args.allow_tf32, interpreter=interpreter,
@@ -117,8 +122,11 @@ def run(args) -> dict:
                      "skipped_infeasible": plan.skipped if plan else [],
                      "feasible_configs": plan.size() if plan else 0,
                      "enumerated_exhaustively": plan.exhaustive() if plan else True}
+        head = None
+        if backend.gpu_times and plan is not None and confirm_rounds:
+            head = _head_to_head(study, plan, problem, backend, args.seed, confirm_rounds)
         summary = build_summary(op, problem, study, device, hw.name, backend_name, baseline,
-                                roof, settings, time.monotonic() - t_start, plan_info)
+                                roof, settings, time.monotonic() - t_start, plan_info, head)
         summary["run_dir"] = str(run_dir.path)
         if llm is not None:
             summary["llm"] = llm.report()
@@ -126,6 +134,22 @@ def run(args) -> dict:
         return summary
     finally:
         backend.close()
+
+
+def _head_to_head(study, plan, problem, backend, seed: int, rounds: int) -> dict | None:
+    """The study's best config against PyTorch in alternating rounds (see
+    ``Worker.head_to_head``); None when nothing was correct."""
+    ok = [t for t in finished(study) if t.user_attrs.get("status") == Status.OK.value]
+    if not ok:
+        return None
+    best = min(ok, key=lambda t: t.value)
+    name = best.user_attrs["structure"]
+    if name not in plan.plans:  # measured by an earlier run with other structures
+        return {"error": f"structure {name} is not in this run's plan"}
+    log.info("head-to-head: trial %d against PyTorch, %d rounds", best.number, rounds)
+    result = backend.head_to_head(problem, plan.plans[name].structure,
+                                  best.user_attrs["config"], seed * 1_000_003 + 7, rounds)
+    return {"trial": best.number, **result}
 
 
 def load_shapes(path: Path, op_name: str) -> list[dict]:

@@ -108,22 +108,27 @@ def format_results(results: list[dict], copy_bw: float) -> str:
     first = results[0]["device"]
     head = (f"GPU: {first.get('name')} | torch {first.get('torch')} | triton {first.get('triton')}"
             f" | measured copy bandwidth {copy_bw / 1e12:.2f} TB/s\n\n")
-    rows = ["| op | shape | dtype | best structure | best | PyTorch | speedup | % roofline "
-            "| % copy BW | TFLOP/s | trials by status | wall |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| op | shape | dtype | best structure | best | PyTorch | speedup in study "
+            "| head-to-head | % roofline | % copy BW | TFLOP/s | trials by status | wall |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for s in results:
         best, roof = s["best"], s["roofline"]
         status = ", ".join(f"{k} {v}" for k, v in s["trials"]["by_status"].items())
         if best is None:
             rows.append(f"| {s['op']} | {s['shape']} | {s['dtype']} | none correct | - | "
-                        f"{s['pytorch'].get('time_ms') or 0:.4f} ms | - | - | - | - | {status} | "
+                        f"{s['pytorch'].get('time_ms') or 0:.4f} ms | - | - | - | - | - | "
+                        f"{status} | "
                         f"{s['benchmark_wall_s']:.0f} s |")
             continue
         t = best["time_ms"] * 1e-3
+        h2h = s.get("head_to_head") or {}
+        h2h_text = (f"{h2h['speedup']:.2f}x ({h2h['best_ms']:.4f} vs {h2h['pytorch_ms']:.4f} ms)"
+                    if h2h.get("speedup") else "-")
+        study_speedup = s.get("study_speedup", s["speedup"])
         rows.append(
             f"| {s['op']}{_options(s)} | {s['shape']} | {s['dtype']} | {best['structure']} | "
             f"{best['time_ms']:.4f} ms | {s['pytorch']['time_ms']:.4f} ms | "
-            f"{s['speedup']:.2f}x | {100 * (roof.get('fraction') or 0):.1f}% | "
+            f"{study_speedup:.2f}x | {h2h_text} | {100 * (roof.get('fraction') or 0):.1f}% | "
             f"{100 * roof['min_bytes'] / t / copy_bw:.1f}% | {roof['flops'] / t / 1e12:.1f} | "
             f"{status} | {s['benchmark_wall_s']:.0f} s |")
     return head + "\n".join(rows)

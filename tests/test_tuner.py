@@ -143,3 +143,21 @@ def test_every_sampler_survives_failures(tmp_path, rmsnorm_env, sampler):
     assert len(records) == 6
     assert {r["status"] for r in records} <= {"ok", "runtime_fault", "duplicate", "pruned"}
     assert study.best_trial.user_attrs["structure"] == "good"
+
+
+def test_head_to_head_alternates_rounds_and_reports_failures(rmsnorm_env):
+    op, problem, hw, env = rmsnorm_env
+    good, raises = (Structure("rmsnorm", name, "tests.fixtures.faulty_rmsnorm",
+                              f"launch_{name}", one_config_space()) for name in ("good", "raises"))
+    backend = InterpreterBackend(trial_timeout=20)
+    try:
+        backend.start()
+        head = backend.head_to_head(problem, good, {"num_warps": 4}, seed=3, rounds=3)
+        failed = backend.head_to_head(problem, raises, {"num_warps": 4}, seed=3, rounds=3)
+    finally:
+        backend.close()
+    assert head["rounds"] == 3 and len(head["best_rounds_ms"]) == len(head["pytorch_rounds_ms"])
+    assert head["best_ms"] == sorted(head["best_rounds_ms"])[1]  # median of the rounds
+    assert head["speedup"] == pytest.approx(head["pytorch_ms"] / head["best_ms"])
+    assert head["timer"] == "interpreter-wallclock"
+    assert set(failed) == {"error"} and "RuntimeError" in failed["error"]

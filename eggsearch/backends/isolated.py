@@ -137,6 +137,19 @@ class WorkerBackend(Backend):
              "bench": self.bench}, self.startup_timeout)
         return Measurement.from_dict(reply)
 
+    def head_to_head(self, problem: Problem, structure: Structure, config: dict, seed: int,
+                     rounds: int) -> dict:
+        """``config`` and PyTorch timed in alternating rounds (see ``Worker.head_to_head``);
+        ``{"error": ...}`` if that failed."""
+        bench = {**self.bench, "rep_ms": min(float(self.bench.get("rep_ms", 100)), 50.0)}
+        reply = self.worker.request(
+            {"kind": "head_to_head", "problem": self._problem_msg(problem),
+             "structure": structure.ref(), "config": config, "seeds": [seed],
+             "rounds": rounds, "bench": bench}, self.trial_timeout * max(1, rounds))
+        if "best_ms" not in reply:
+            return {"error": reply.get("error") or reply.get("message") or "no answer"}
+        return reply
+
     def close(self) -> None:
         self.worker.close()
 
