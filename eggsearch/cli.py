@@ -142,6 +142,12 @@ def _add_result_commands(sub) -> None:
     sw.add_argument("--backend", default="auto", help="auto (default), gpu or interpreter")
     sw.add_argument("--structure", action="append", default=[], help="as for run")
     sw.add_argument("--trial-timeout", type=float, help="as for run")
+    sw.add_argument("--confirm-top", type=int, metavar="K",
+                    help="time the K fastest measured configs and every study's best again in "
+                         "round-robin rounds, and judge quality by those times (default 8 on a "
+                         "GPU, 0 on the interpreter)")
+    sw.add_argument("--confirm-rounds", type=int, default=5, metavar="N",
+                    help="rounds of that confirmation (default 5)")
     sw.add_argument("--search-spaces", type=Path, help="as for run")
     sw.add_argument("--rules", type=Path, help="as for run")
     sw.set_defaults(func=cmd_sweep)

@@ -138,7 +138,7 @@ def run(args) -> dict:
 
 def _head_to_head(study, plan, problem, backend, seed: int, rounds: int) -> dict | None:
     """The study's best config against PyTorch in alternating rounds (see
-    ``Worker.head_to_head``); None when nothing was correct."""
+    ``Worker.round_robin``); None when nothing was correct."""
     ok = [t for t in finished(study) if t.user_attrs.get("status") == Status.OK.value]
     if not ok:
         return None

@@ -14,6 +14,15 @@ The best known: if the pruned space has at most ``--exhaustive-limit`` configs (
 enumerated whole), every config is measured first and the best known is the space's optimum;
 otherwise it is the best of every config measured in the sweep, and the output says so.
 
+Confirmation (``--confirm-top K``, on a GPU by default): one measurement per config is noisy
+where it matters most. A matmul at the GPU's power limit runs up to ~7% slower minutes into a
+sweep than at its start, so the "best known" can be a config that was merely measured while the
+GPU was cool (seen on an H200: the single-shot best of 222 configs was the slowest of the top 8
+when they were timed side by side). So after the studies, the ``K`` fastest measured configs and
+every study's best are timed again together in round-robin rounds (see
+``Worker.round_robin``); the quality is then computed from those times, the best known being
+the fastest of them. The single-measurement quality stays in ``sweep.csv`` (``quality_single``).
+
 Writes ``sweep.csv`` (a row per study), ``sweep.json`` (settings, device, best known, counts,
 the table) and ``sweep.png`` (quality against budget; needs matplotlib).
 """
@@ -45,7 +54,8 @@ from eggsearch.tuner import SAMPLERS, Budget, enqueue_start, finished, judge, ma
 log = logging.getLogger(__name__)
 
 CSV_FIELDS = ("sampler", "budget", "repeat", "seed", "trials", "best_ms", "best_known_ms",
-              "quality", "best_structure", "best_config", "new_measurements")
+              "quality", "best_structure", "best_config", "new_measurements", "confirmed_ms",
+              "quality_single")
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,8 @@ class SweepSettings:
     trial_timeout: float | None = None
     search_spaces: Path | None = None
     rules: Path | None = None
+    confirm_top: int | None = None   # None: 8 on a GPU, 0 on the interpreter
+    confirm_rounds: int = 5
 
 
 @dataclass(frozen=True)
@@ -97,13 +109,19 @@ def settings_from_args(args) -> SweepSettings:
         raise UsageError("--repeats must be at least 1")
     if args.exhaustive_limit < 0:
         raise UsageError("--exhaustive-limit must not be negative")
+    confirm_top = getattr(args, "confirm_top", None)
+    confirm_rounds = getattr(args, "confirm_rounds", 5)
+    if (confirm_top is not None and confirm_top < 0) or confirm_rounds < 1:
+        raise UsageError("--confirm-top must not be negative and --confirm-rounds must be at "
+                         "least 1")
     return SweepSettings(
         op=args.op, shape=args.shape, dtype=args.dtype,
         budgets=_positive_ints(args.budgets, "--budgets"), samplers=samplers,
         repeats=args.repeats, seed=args.seed, exhaustive_limit=args.exhaustive_limit,
         out=args.out, backend=args.backend, allow_tf32=args.allow_tf32,
         options=tuple(args.option), structures=tuple(args.structure),
-        trial_timeout=args.trial_timeout, search_spaces=args.search_spaces, rules=args.rules)
+        trial_timeout=args.trial_timeout, search_spaces=args.search_spaces, rules=args.rules,
+        confirm_top=confirm_top, confirm_rounds=confirm_rounds)
 
 
 class MeasurementCache:
@@ -306,20 +324,66 @@ def sweep(st: SweepSettings) -> SweepResult:
         if exhaustive:
             _measure_all(ctx.plan, ctx.problem, backend, st.seed)
         rows = _studies(st, ctx, backend)
+        top = st.confirm_top if st.confirm_top is not None else (8 if ctx.inner.gpu_times else 0)
+        confirmed = _confirm(st, ctx, rows, top) if top else None
     finally:
         ctx.inner.close()
     best_ms, best_key = _best_known(ctx.cache, ctx.roof, backend.gpu_times)
     for row in rows:
         row["best_known_ms"] = best_ms
         row["quality"] = best_ms / row["best_ms"] if math.isfinite(row["best_ms"]) else 0.0
+        row["quality_single"], row["confirmed_ms"] = row["quality"], None
+    if confirmed and confirmed["times_ms"]:
+        best_key = min(confirmed["times_ms"], key=confirmed["times_ms"].get)
+        best_ms = confirmed["times_ms"][best_key]
+        for row in rows:
+            t = confirmed["times_ms"].get(_row_key(row))
+            row["best_known_ms"], row["confirmed_ms"] = best_ms, t
+            row["quality"] = best_ms / t if t else 0.0
     info = {**ctx.info, "best_known": {
         "time_ms": best_ms if math.isfinite(best_ms) else None, "config_key": best_key,
-        "source": "exhaustive" if exhaustive else "best measured"},
+        "source": ("confirmed" if confirmed and confirmed["times_ms"] else
+                   "exhaustive" if exhaustive else "best measured")},
+        "confirmation": confirmed,
         "space_size": ctx.plan.size(), "exhaustive": exhaustive,
         "measured": len(ctx.cache.entries), "measured_now": backend.measured,
         "replayed": backend.replayed, "studies": len(rows),
-        "wall_time_s": round(time.monotonic() - t0, 1), "table": quality_table(rows)}
+        "wall_time_s": round(time.monotonic() - t0, 1), "table": quality_table(rows),
+        "table_single": quality_table(rows, "quality_single")}
     return _write(st, ctx.out, rows, info)
+
+
+def _row_key(row: dict) -> str | None:
+    if not row["best_structure"]:
+        return None
+    return key_of(row["best_structure"], json.loads(row["best_config"]))
+
+
+def _confirm(st: SweepSettings, ctx: _Context, rows: list[dict], top: int) -> dict:
+    """The ``top`` fastest measured configs and every study's best, timed again together in
+    ``st.confirm_rounds`` round-robin rounds; each one's time is the median of its rounds."""
+    ranked = sorted((m.time_ms, key) for key, m in ctx.cache.entries.items()
+                    if judge(m, ctx.roof, ctx.inner.gpu_times).status == Status.OK)
+    keys = list(dict.fromkeys([k for _, k in ranked[:top]] +
+                              [k for k in map(_row_key, rows) if k]))
+    candidates = []
+    for key in keys:
+        name, config = key.split(":", 1)
+        if name in ctx.plan.plans:
+            candidates.append((key, ctx.plan.plans[name].structure, json.loads(config)))
+    log.info("confirming %d configs in %d round-robin rounds", len(candidates),
+             st.confirm_rounds)
+    reply = ctx.inner.round_robin(ctx.problem, [(s, c) for _, s, c in candidates],
+                                  st.seed * 1_000_003 + 11, st.confirm_rounds)
+    if "error" in reply:
+        log.warning("confirmation failed: %s", reply["error"])
+        return {"error": reply["error"], "times_ms": {}}
+    times = {key: statistics.median(r) for (key, _, _), r in zip(candidates, reply["rounds_ms"])
+             if r}
+    return {"rounds": st.confirm_rounds, "top": top, "times_ms": times,
+            "rounds_ms": {key: r for (key, _, _), r in zip(candidates, reply["rounds_ms"]) if r},
+            "errors": {candidates[i][0]: e for i, e in reply["errors"].items()},
+            "timer": reply.get("timer")}
 
 
 def _studies(st: SweepSettings, ctx, backend: ReplayBackend) -> list[dict]:
@@ -334,12 +398,12 @@ def _studies(st: SweepSettings, ctx, backend: ReplayBackend) -> list[dict]:
     return rows
 
 
-def quality_table(rows: list[dict]) -> dict:
+def quality_table(rows: list[dict], field: str = "quality") -> dict:
     """sampler -> budget -> mean, min and max quality over the repeats."""
     table: dict[str, dict[str, dict]] = {}
     for r in rows:
         table.setdefault(r["sampler"], {}).setdefault(str(r["budget"]), {"q": []})["q"].append(
-            r["quality"])
+            r[field])
     return {s: {b: {"mean": statistics.fmean(v["q"]), "min": min(v["q"]), "max": max(v["q"]),
                     "n": len(v["q"])} for b, v in by_budget.items()}
             for s, by_budget in table.items()}
@@ -373,6 +437,16 @@ def read_rows(csv_path: Path) -> list[dict]:
                 for r in csv.DictReader(f)]
 
 
+def _quality_lines(table: dict, budgets: list[int]) -> list[str]:
+    width = max(len(s) for s in table) + 2
+    lines = ["sampler".ljust(width) + "".join(f"{b:>14}" for b in budgets)]
+    for sampler, by_budget in table.items():
+        cells = [f"{by_budget[str(b)]['mean']:.3f} ({by_budget[str(b)]['min']:.3f})"
+                 for b in budgets]
+        lines.append(sampler.ljust(width) + "".join(f"{c:>14}" for c in cells))
+    return lines
+
+
 def format_table(result: SweepResult) -> str:
     """The printed result: what was swept, the best known, then quality per sampler/budget."""
     info = result.info
@@ -382,6 +456,13 @@ def format_table(result: SweepResult) -> str:
     source = ("every config of the pruned space measured" if info["exhaustive"] else
               f"best of {info['measured']} measured configs; the pruned space has "
               f"{info['space_size']}, more than --exhaustive-limit")
+    conf = info.get("confirmation") or {}
+    if conf.get("times_ms"):
+        source = (f"confirmed: the {conf['top']} fastest measured configs and each study's best "
+                  f"({len(conf['times_ms'])} configs) timed again in {conf['rounds']} "
+                  f"round-robin rounds; qualities below use those times\n            ({source})")
+    elif conf.get("error"):
+        source += f"\n            confirmation failed: {conf['error']}"
     lines = [f"sweep: {info['problem']} on {info['device']} ({info['backend']}; times: "
              f"{info['timer']})",
              f"best known: {best_text}", f"            {source}",
@@ -390,12 +471,10 @@ def format_table(result: SweepResult) -> str:
              f"measurements, over {info['studies']} fresh studies",
              "quality = best known time / best found; mean (worst) over "
              f"{max(r['repeat'] for r in result.rows) + 1} repeat(s)", ""]
-    width = max(len(s) for s in info["table"]) + 2
-    lines.append("sampler".ljust(width) + "".join(f"{b:>14}" for b in budgets))
-    for sampler, by_budget in info["table"].items():
-        cells = [f"{by_budget[str(b)]['mean']:.3f} ({by_budget[str(b)]['min']:.3f})"
-                 for b in budgets]
-        lines.append(sampler.ljust(width) + "".join(f"{c:>14}" for c in cells))
+    lines += _quality_lines(info["table"], budgets)
+    if conf.get("times_ms"):
+        lines += ["", "the same from single measurements (before confirmation):"]
+        lines += _quality_lines(info["table_single"], budgets)
     lines += ["", f"files: {result.out / 'sweep.csv'}, {result.out / 'sweep.json'}"
               + (f", {result.png}" if result.png else " (no PNG: matplotlib missing)")]
     return "\n".join(lines)

@@ -125,6 +125,27 @@ def test_sweep_end_to_end_on_the_interpreter(tmp_path, capsys):
     info = json.loads((out / "sweep.json").read_text())
     assert info["measured_now"] == 0 and info["best_known"]["source"] == "best measured"
     assert "best of 4 measured configs" in capsys.readouterr().out
+    # Confirmation: the top 2 configs and each study's best timed again together; the
+    # qualities are then computed from those times, the single-shot ones kept beside them.
+    assert cli(*SWEEP, "--budgets", "1,2", "--samplers", "random", "--repeats", "2",
+               "--confirm-top", "2", "--confirm-rounds", "3", "--out", str(out)) == 0
+    printed = capsys.readouterr().out
+    assert "confirmed: the 2 fastest measured configs" in printed
+    assert "from single measurements" in printed
+    info = json.loads((out / "sweep.json").read_text())
+    conf = info["confirmation"]
+    assert info["best_known"]["source"] == "confirmed" and conf["rounds"] == 3
+    assert all(len(r) == 3 for r in conf["rounds_ms"].values())
+    assert info["best_known"]["time_ms"] == min(conf["times_ms"].values())
+    ranked = sorted(times)
+    with open(out / "sweep.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        key = f"{r['best_structure']}:" if r["best_structure"] else None
+        assert key and any(k.startswith(key) for k in conf["times_ms"])
+        assert float(r["quality"]) == pytest.approx(
+            info["best_known"]["time_ms"] / float(r["confirmed_ms"]))
+        assert float(r["quality_single"]) == pytest.approx(ranked[0] / float(r["best_ms"]))
 
 
 @pytest.mark.parametrize("args, message", [
@@ -134,6 +155,8 @@ def test_sweep_end_to_end_on_the_interpreter(tmp_path, capsys):
     (["--samplers", "tpe,annealing"], "unknown sampler 'annealing'"),
     (["--repeats", "0"], "--repeats must be at least 1"),
     (["--exhaustive-limit", "-1"], "--exhaustive-limit"),
+    (["--confirm-top", "-1"], "--confirm-top must not be negative"),
+    (["--confirm-rounds", "0"], "--confirm-rounds must be at"),
     (["--op", "convolution"], "unknown op 'convolution'"),
     (["--shape", "12x"], "malformed shape"),
     (["--structure", "three_pass"], "unknown structure"),

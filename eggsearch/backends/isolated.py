@@ -137,18 +137,39 @@ class WorkerBackend(Backend):
              "bench": self.bench}, self.startup_timeout)
         return Measurement.from_dict(reply)
 
+    def round_robin(self, problem: Problem, candidates: list[tuple[Structure, dict]],
+                    seed: int, rounds: int, pytorch: bool = False) -> dict:
+        """Time ``candidates`` (and PyTorch) in alternating rounds (``Worker.round_robin``).
+
+        Returns ``{"rounds_ms": [...], "errors": {index: message}, "timer": ...}``, or
+        ``{"error": ...}`` when the worker failed as a whole.
+        """
+        bench = {**self.bench, "rep_ms": min(float(self.bench.get("rep_ms", 100)), 50.0)}
+        n = len(candidates) + pytorch
+        reply = self.worker.request(
+            {"kind": "round_robin", "problem": self._problem_msg(problem),
+             "candidates": [{"structure": s.ref(), "config": c} for s, c in candidates],
+             "pytorch": pytorch, "seeds": [seed], "rounds": rounds, "bench": bench},
+            self.trial_timeout * n * max(1, rounds))
+        if "rounds_ms" not in reply:
+            return {"error": reply.get("error") or reply.get("message") or "no answer"}
+        reply["errors"] = {int(k): v for k, v in reply.get("errors", {}).items()}
+        return reply
+
     def head_to_head(self, problem: Problem, structure: Structure, config: dict, seed: int,
                      rounds: int) -> dict:
-        """``config`` and PyTorch timed in alternating rounds (see ``Worker.head_to_head``);
-        ``{"error": ...}`` if that failed."""
-        bench = {**self.bench, "rep_ms": min(float(self.bench.get("rep_ms", 100)), 50.0)}
-        reply = self.worker.request(
-            {"kind": "head_to_head", "problem": self._problem_msg(problem),
-             "structure": structure.ref(), "config": config, "seeds": [seed],
-             "rounds": rounds, "bench": bench}, self.trial_timeout * max(1, rounds))
-        if "best_ms" not in reply:
-            return {"error": reply.get("error") or reply.get("message") or "no answer"}
-        return reply
+        """One config against PyTorch in alternating rounds; each side's time is the median of
+        its round medians. ``{"error": ...}`` if that failed."""
+        import statistics
+
+        reply = self.round_robin(problem, [(structure, config)], seed, rounds, pytorch=True)
+        if "error" in reply or reply["errors"]:
+            return {"error": reply.get("error") or reply["errors"][0]}
+        best_rounds, pytorch_rounds = reply["rounds_ms"]
+        best, pytorch = statistics.median(best_rounds), statistics.median(pytorch_rounds)
+        return {"best_ms": best, "pytorch_ms": pytorch, "speedup": pytorch / best,
+                "rounds": len(best_rounds), "best_rounds_ms": best_rounds,
+                "pytorch_rounds_ms": pytorch_rounds, "timer": reply["timer"]}
 
     def close(self) -> None:
         self.worker.close()

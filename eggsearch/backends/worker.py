@@ -7,7 +7,7 @@ corrupts the CUDA context makes the worker answer ``fatal: true`` and exit; the 
 starts a fresh one. A kernel that hangs is killed by the parent's timeout.
 
 Requests: ``{"kind": "info"}``, ``{"kind": "evaluate", ...}``, ``{"kind": "baseline", ...}``,
-``{"kind": "head_to_head", ...}``, ``{"kind": "exit"}``.
+``{"kind": "round_robin", ...}``, ``{"kind": "exit"}``.
 """
 
 from __future__ import annotations
@@ -178,40 +178,45 @@ class Worker:
                            timer=timer).to_dict()
 
 
-    def head_to_head(self, req: dict) -> dict:
-        """A config and PyTorch eager timed in alternating rounds on the same inputs.
-
-        A study measures PyTorch once, at its start, and its trials minutes later; a GPU that
-        heats up and lowers its clocks in between (matmuls on random data reach the power limit)
-        makes that comparison drift. Here round ``r`` times the candidate then PyTorch, round
-        ``r + 1`` PyTorch then the candidate (ABBA), so drift falls on both sides alike; each
-        side's figure is the median of its per-round medians.
+    def round_robin(self, req: dict) -> dict:
+        """Candidates (and PyTorch eager, with ``"pytorch": true``) timed in rounds on the same
+        inputs: each round times every one once, in an order rotated by one and reversed every
+        other round, so clock and thermal drift (a GPU at its power limit slows down over
+        minutes) falls on all alike. Replies ``rounds_ms`` (per candidate, PyTorch last: one
+        median per round, or None for a candidate that failed) and ``errors``.
         """
-        import statistics
-
         from eggsearch.structures import load_launcher
 
         op, problem = self._problem(req)
         self._precision(problem)
-        config = req["config"]
-        try:
-            launcher = load_launcher(req["structure"]["module"], req["structure"]["launcher"])
-            inputs = op.make_inputs(problem, req["seeds"][0], self.device)
-            out = op.empty_output(problem, self.device)
-            sides = {"best": lambda: launcher(*inputs, out=out, **config),
-                     "pytorch": lambda: op.reference(*inputs)}
-            rounds = {"best": [], "pytorch": []}
-            timer = ""
-            for r in range(int(req.get("rounds", 6))):
-                for side in (("best", "pytorch") if r % 2 == 0 else ("pytorch", "best")):
-                    (median, _, _, _), timer = self._bench(sides[side], req.get("bench", {}))
-                    rounds[side].append(median)
-        except Exception as exc:
-            return {"error": _short(exc), "fatal": _is_fatal(exc)}
-        best, pytorch = (statistics.median(rounds[k]) for k in ("best", "pytorch"))
-        return {"best_ms": best, "pytorch_ms": pytorch, "speedup": pytorch / best,
-                "rounds": len(rounds["best"]), "best_rounds_ms": rounds["best"],
-                "pytorch_rounds_ms": rounds["pytorch"], "timer": timer}
+        inputs = op.make_inputs(problem, req["seeds"][0], self.device)
+        out = op.empty_output(problem, self.device)
+        fns, errors = [], {}
+        for i, c in enumerate(req["candidates"]):
+            try:
+                launcher = load_launcher(c["structure"]["module"], c["structure"]["launcher"])
+                fn = (lambda f, cfg: lambda: f(*inputs, out=out, **cfg))(launcher, c["config"])
+                fn()  # compiled here, not in the first round
+                self._sync()
+                fns.append((i, fn))
+            except Exception as exc:
+                if _is_fatal(exc):
+                    return {"error": _short(exc), "fatal": True}
+                errors[i] = _short(exc)
+        n = len(req["candidates"])
+        if req.get("pytorch"):
+            fns.append((n, lambda: op.reference(*inputs)))
+        rounds_ms: list[list[float] | None] = [None] * (n + bool(req.get("pytorch")))
+        for i, _ in fns:
+            rounds_ms[i] = []
+        timer = ""
+        for r in range(int(req.get("rounds", 5))):
+            order = fns[r % len(fns):] + fns[:r % len(fns)] if fns else []
+            for i, fn in (order if r % 2 == 0 else order[::-1]):
+                (median, _, _, _), timer = self._bench(fn, req.get("bench", {}))
+                rounds_ms[i].append(median)
+        return {"rounds_ms": rounds_ms, "errors": {str(k): v for k, v in errors.items()},
+                "timer": timer}
 
 
 def _finite(x: float) -> float | None:
@@ -220,7 +225,7 @@ def _finite(x: float) -> float | None:
 
 def serve(conn: Connection, worker: Worker) -> None:
     handlers = {"info": worker.info, "evaluate": worker.evaluate, "baseline": worker.baseline,
-                "head_to_head": worker.head_to_head}
+                "round_robin": worker.round_robin}
     while True:
         try:
             req = json.loads(conn.recv_bytes())
