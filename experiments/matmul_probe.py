@@ -115,8 +115,6 @@ def main() -> None:
     candidates = {
         "cublas": lambda: torch.matmul(a, b),
         "descriptor best": lambda: launch_descriptor(a, b, out=out, **BEST),
-        "descriptor best, device descriptors": lambda: launch_descriptor(
-            a, b, out=out, **BEST, DEVICE_DESC=True),
         "tiled 128x256x64": lambda: launch_tiled(a, b, out=out, **BEST_TILED),
     }
     rows = []

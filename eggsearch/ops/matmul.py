@@ -225,11 +225,11 @@ def _matmul_descriptor_acc(a_desc, b_desc, pid_m, pid_n, k_tiles,
 
 
 @triton.jit
-def _matmul_descriptor_kernel(a_desc, b_desc, c_desc, M, N, K, stride_am, stride_bk, stride_cm,
+def _matmul_descriptor_kernel(a_desc, b_desc, c_desc, M, N, K,
                               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
                               BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
                               FLATTEN: tl.constexpr, EPILOGUE_SUBTILE: tl.constexpr,
-                              DEVICE_DESC: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+                              INPUT_PRECISION: tl.constexpr):
     """Tiles of ``c`` moved by tensor descriptors; program p computes tiles p, p + G, ... of a
     1-D grid of G programs (G = number of tiles: one each; G = number of SMs: persistent).
 
@@ -238,20 +238,9 @@ def _matmul_descriptor_kernel(a_desc, b_desc, c_desc, M, N, K, stride_am, stride
     with EPILOGUE_SUBTILE (the tile is stored in two halves, halving the epilogue's shared
     memory, which leaves room for one more pipeline stage). Out-of-bounds reads are zero and
     out-of-bounds writes are dropped by the descriptors, so no masks. FLATTEN: let Triton fuse
-    the tile loop with the K loop (software pipelining across tiles). DEVICE_DESC: a_desc,
-    b_desc and c_desc are plain pointers (rows ``stride_am``, ``stride_bk``, ``stride_cm`` apart,
-    unit column stride) and each program builds the descriptors itself, so the host launches
-    with pointers only (less host time per call than passing host-built descriptors). Other
-    constexprs as in :func:`_matmul_tiled_kernel`.
+    the tile loop with the K loop (software pipelining across tiles). Other constexprs as in
+    :func:`_matmul_tiled_kernel`.
     """
-    C_BLOCK_N: tl.constexpr = BLOCK_N // 2 if EPILOGUE_SUBTILE else BLOCK_N
-    if DEVICE_DESC:
-        a_desc = tl.make_tensor_descriptor(a_desc, shape=[M, K], strides=[stride_am, 1],
-                                           block_shape=[BLOCK_M, BLOCK_K])
-        b_desc = tl.make_tensor_descriptor(b_desc, shape=[K, N], strides=[stride_bk, 1],
-                                           block_shape=[BLOCK_K, BLOCK_N])
-        c_desc = tl.make_tensor_descriptor(c_desc, shape=[M, N], strides=[stride_cm, 1],
-                                           block_shape=[BLOCK_M, C_BLOCK_N])
     num_pid_m = tl.cdiv(M, BLOCK_M)
     num_pid_n = tl.cdiv(N, BLOCK_N)
     k_tiles = tl.cdiv(K, BLOCK_K)
@@ -335,32 +324,21 @@ def launch_persistent(a, b, *, out, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warp
         num_warps=num_warps, num_stages=num_stages)
 
 
-def _tma_scratch(size: int, alignment: int, stream):
-    """Global memory Triton asks for where a kernel builds tensor descriptors on the device."""
-    return torch.empty(size, dtype=torch.int8, device="cuda")
-
-
 def launch_descriptor(a, b, *, out, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, PERSISTENT, FLATTEN,
-                      EPILOGUE_SUBTILE, num_warps, num_stages, INPUT_PRECISION,
-                      DEVICE_DESC=False):
+                      EPILOGUE_SUBTILE, num_warps, num_stages, INPUT_PRECISION):
     from triton.tools.tensor_descriptor import TensorDescriptor
 
     M, N, K = _check_operands(a, b, out)
     num_tiles = triton.cdiv(M, BLOCK_M) * triton.cdiv(N, BLOCK_N)
     grid = (min(_num_sms(a.device), num_tiles) if PERSISTENT else num_tiles,)
     c_block_n = BLOCK_N // 2 if EPILOGUE_SUBTILE else BLOCK_N
-    if DEVICE_DESC:
-        triton.set_allocator(_tma_scratch)
-        descs = (a, b, out)
-    else:
-        descs = (TensorDescriptor.from_tensor(a, [BLOCK_M, BLOCK_K]),
-                 TensorDescriptor.from_tensor(b, [BLOCK_K, BLOCK_N]),
-                 TensorDescriptor.from_tensor(out, [BLOCK_M, c_block_n]))
     _matmul_descriptor_kernel[grid](
-        *descs, M, N, K, a.stride(0), b.stride(0), out.stride(0),
-        BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, GROUP_M=GROUP_M,
-        FLATTEN=FLATTEN, EPILOGUE_SUBTILE=EPILOGUE_SUBTILE, DEVICE_DESC=DEVICE_DESC,
-        INPUT_PRECISION=INPUT_PRECISION, num_warps=num_warps, num_stages=num_stages)
+        TensorDescriptor.from_tensor(a, [BLOCK_M, BLOCK_K]),
+        TensorDescriptor.from_tensor(b, [BLOCK_K, BLOCK_N]),
+        TensorDescriptor.from_tensor(out, [BLOCK_M, c_block_n]),
+        M, N, K, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, GROUP_M=GROUP_M,
+        FLATTEN=FLATTEN, EPILOGUE_SUBTILE=EPILOGUE_SUBTILE, INPUT_PRECISION=INPUT_PRECISION,
+        num_warps=num_warps, num_stages=num_stages)
 
 
 class Matmul(OpSpec):

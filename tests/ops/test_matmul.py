@@ -66,18 +66,13 @@ DESCRIPTOR_CONFIGS = [
     {**TILE_CONFIGS[1], "PERSISTENT": True, "FLATTEN": False, "EPILOGUE_SUBTILE": False},
     {**TILE_CONFIGS[1], "BLOCK_N": 32, "PERSISTENT": True, "FLATTEN": True,
      "EPILOGUE_SUBTILE": True},
-    {**TILE_CONFIGS[0], "PERSISTENT": False, "FLATTEN": False, "EPILOGUE_SUBTILE": False,
-     "DEVICE_DESC": True},
-    {**TILE_CONFIGS[1], "BLOCK_N": 32, "PERSISTENT": True, "FLATTEN": True,
-     "EPILOGUE_SUBTILE": True, "DEVICE_DESC": True},
 ]
 
 
 @pytest.mark.parametrize("shape", DESCRIPTOR_SHAPES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("config", DESCRIPTOR_CONFIGS,
-                         ids=["tiles", "persistent", "flat-subtile", "device-tiles",
-                              "device-flat-subtile"])
+                         ids=["tiles", "persistent", "flat-subtile"])
 def test_descriptor(shape, dtype, config):
     assert_structure_correct("matmul", "descriptor", shape, dtype, config)
 
