@@ -43,6 +43,12 @@ def gemm_space(elem_bytes: int, fp32: bool, M: int, N: int, K: int
               "num_stages": 2, "PRECISION": prec},
              {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 1, "num_warps": 2,
               "num_stages": 1, "PRECISION": prec}]
+    if fp32:
+        # tf32x3 runs three dots per step: on an H200 the matmul op's study put 128x32x64 with
+        # 4 warps first (2.44 ms at 4096^3, 1.10x cuBLAS fp32), while this list's 128x128x32
+        # answer took 4.12 ms (experiments/results/2026-11-21-h200-session2.md).
+        seeds.insert(0, {"BLOCK_M": 128, "BLOCK_N": 32, "BLOCK_K": 64, "GROUP_M": 8,
+                         "num_warps": 4, "num_stages": 3, "PRECISION": prec})
     b = elem_bytes
     constraints = [
         {"name": "smem", "expr": f"num_stages * (BLOCK_M + BLOCK_N) * BLOCK_K * {b} "
