@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-from eggsearch.ops.base import OpSpec, Problem, next_pow2, torch_dtype
+from eggsearch.ops.base import Problem, RowNormOp, next_pow2
 from eggsearch.ops.rmsnorm import EPS
 
 
@@ -117,26 +117,12 @@ def launch_looped(x, r, w, *, out, BLOCK_N, REREAD_H, num_warps):
                                      num_warps=num_warps, num_stages=1)
 
 
-class AddRMSNorm(OpSpec):
+class AddRMSNorm(RowNormOp):
     name = "add_rmsnorm"
     summary = "h = x + r, y = rmsnorm(h) * w: residual add fused with RMSNorm"
-    dims = ("M", "N")
-    default_shape = (8192, 8192)
-    named_shapes = {"llama7b": (4096, 4096), "llama70b": (4096, 8192)}  # tokens x hidden
+    activations = 2  # x and the residual r
     interpreter_shape = (37, 300)
     structures = {"one_pass": launch_one_pass, "looped": launch_looped}
-
-    def make_inputs(self, problem: Problem, seed: int, device: str):
-        M, N = problem.shape
-        g = torch.Generator(device=device).manual_seed(seed)
-        dt = torch_dtype(problem.dtype)
-        x = torch.randn(M, N, generator=g, device=device).to(dt)
-        r = torch.randn(M, N, generator=g, device=device).to(dt)
-        w = (1.0 + 0.5 * torch.randn(N, generator=g, device=device)).to(dt)
-        return x, r, w
-
-    def output_shape(self, problem: Problem):
-        return problem.shape
 
     def outputs(self, problem: Problem):
         return [(problem.shape, problem.dtype)] * 2

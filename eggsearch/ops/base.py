@@ -226,6 +226,34 @@ class OpSpec(ABC):
                 "allow_tf32": problem.allow_tf32, **dict(problem.options)}
 
 
+class RowNormOp(OpSpec):
+    """Norms over the last dimension of [M, N] activations (layernorm, rmsnorm, add_rmsnorm):
+    their shapes and inputs. ``make_inputs`` returns ``activations`` randn tensors [M, N], then
+    the per-column ``parameters``: ``"weight"`` near 1 (1 + 0.5 randn), ``"bias"`` 0.5 randn."""
+
+    dims = ("M", "N")
+    default_shape = (8192, 8192)
+    named_shapes = {"llama7b": (4096, 4096), "llama70b": (4096, 8192)}  # tokens x hidden
+    activations: ClassVar[int] = 1
+    parameters: ClassVar[tuple[str, ...]] = ("weight",)
+
+    def make_inputs(self, problem: Problem, seed: int, device: str):
+        import torch
+
+        M, N = problem.shape
+        g = torch.Generator(device=device).manual_seed(seed)
+        dt = torch_dtype(problem.dtype)
+        tensors = [torch.randn(M, N, generator=g, device=device).to(dt)
+                   for _ in range(self.activations)]
+        for name in self.parameters:
+            values = 0.5 * torch.randn(N, generator=g, device=device)
+            tensors.append((1.0 + values if name == "weight" else values).to(dt))
+        return tuple(tensors)
+
+    def output_shape(self, problem: Problem):
+        return problem.shape
+
+
 def _coerce_option(name: str, raw: OptionValue | str, default: OptionValue) -> OptionValue:
     if not isinstance(raw, str):
         return raw

@@ -23,7 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
-from eggsearch.ops.base import OpSpec, Problem, next_pow2, torch_dtype
+from eggsearch.ops.base import Problem, RowNormOp, next_pow2
 
 EPS = 1e-5
 # 32-bit registers per SM on sm_80 and sm_90; the interpreter, having none, uses this too.
@@ -128,26 +128,12 @@ def launch_looped(x, w, b, *, out, BLOCK_N, num_warps, num_stages=1):
                                    BLOCK_N=BLOCK_N, num_warps=num_warps, num_stages=num_stages)
 
 
-class LayerNorm(OpSpec):
+class LayerNorm(RowNormOp):
     name = "layernorm"
     summary = "layer normalization over the last dimension, with weight and bias"
-    dims = ("M", "N")
-    default_shape = (8192, 8192)
-    named_shapes = {"llama7b": (4096, 4096), "llama70b": (4096, 8192)}  # tokens x hidden
+    parameters = ("weight", "bias")
     interpreter_shape = (37, 301)
     structures = {"one_pass": launch_one_pass, "looped": launch_looped}
-
-    def make_inputs(self, problem: Problem, seed: int, device: str):
-        M, N = problem.shape
-        g = torch.Generator(device=device).manual_seed(seed)
-        dt = torch_dtype(problem.dtype)
-        x = torch.randn(M, N, generator=g, device=device).to(dt)
-        w = (1.0 + 0.5 * torch.randn(N, generator=g, device=device)).to(dt)
-        b = (0.5 * torch.randn(N, generator=g, device=device)).to(dt)
-        return x, w, b
-
-    def output_shape(self, problem: Problem):
-        return problem.shape
 
     def reference(self, x, w, b):
         return torch.nn.functional.layer_norm(x, (x.shape[-1],), w, b, eps=EPS)

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from eggsearch.ops.base import OpSpec, Problem, next_pow2, torch_dtype
+from eggsearch.ops.base import Problem, RowNormOp, next_pow2
 
 EPS = 1e-6
 
@@ -69,25 +69,11 @@ def launch_looped(x, w, *, out, BLOCK_N, num_warps, num_stages=1):
                                  BLOCK_N=BLOCK_N, num_warps=num_warps, num_stages=num_stages)
 
 
-class RMSNorm(OpSpec):
+class RMSNorm(RowNormOp):
     name = "rmsnorm"
     summary = "RMS normalization over the last dimension, with weight"
-    dims = ("M", "N")
-    default_shape = (8192, 8192)
-    named_shapes = {"llama7b": (4096, 4096), "llama70b": (4096, 8192)}  # tokens x hidden
     interpreter_shape = (37, 300)
     structures = {"one_pass": launch_one_pass, "looped": launch_looped}
-
-    def make_inputs(self, problem: Problem, seed: int, device: str):
-        M, N = problem.shape
-        g = torch.Generator(device=device).manual_seed(seed)
-        dt = torch_dtype(problem.dtype)
-        x = torch.randn(M, N, generator=g, device=device).to(dt)
-        w = (1.0 + 0.5 * torch.randn(N, generator=g, device=device)).to(dt)
-        return x, w
-
-    def output_shape(self, problem: Problem):
-        return problem.shape
 
     def reference(self, x, w):
         return torch.nn.functional.rms_norm(x, (x.shape[-1],), w, eps=EPS)
