@@ -17,6 +17,7 @@ import json
 import os
 import time
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from eggsearch.records import Measurement, Status
@@ -223,9 +224,13 @@ def _finite(x: float) -> float | None:
     return x if x == x and abs(x) != float("inf") else None
 
 
-def serve(conn: Connection, worker: Worker) -> None:
-    handlers = {"info": worker.info, "evaluate": worker.evaluate, "baseline": worker.baseline,
-                "round_robin": worker.round_robin}
+def serve_requests(conn: Connection, handlers: dict[str, Callable[[dict], dict]],
+                   on_error: Callable[[Exception], dict]) -> None:
+    """Answer JSON requests ``{"kind": ..., ...}`` on ``conn`` with ``handlers[kind](req)``
+    until the parent hangs up or sends ``{"kind": "exit"}``. A handler that raises is answered
+    ``on_error(exc)``; a reply with ``"fatal": true`` ends the process after it is sent (the
+    CUDA context is unusable; the parent starts a fresh worker). Shared with the problem
+    worker (``eggsearch/problems/worker.py``)."""
     while True:
         try:
             req = json.loads(conn.recv_bytes())
@@ -236,11 +241,18 @@ def serve(conn: Connection, worker: Worker) -> None:
         try:
             reply = handlers[req["kind"]](req)
         except Exception as exc:
-            reply = {**Measurement(Status.RUNTIME_FAULT, message=_short(exc)).to_dict(),
-                     "fatal": _is_fatal(exc)}
-        conn.send_bytes(json.dumps(reply).encode())
+            reply = on_error(exc)
+        conn.send_bytes(json.dumps(reply, default=str).encode())
         if reply.get("fatal"):
-            os._exit(3)  # the CUDA context is unusable; the parent starts a fresh worker
+            os._exit(3)
+
+
+def serve(conn: Connection, worker: Worker) -> None:
+    serve_requests(conn, {"info": worker.info, "evaluate": worker.evaluate,
+                          "baseline": worker.baseline, "round_robin": worker.round_robin},
+                   lambda exc: {**Measurement(Status.RUNTIME_FAULT,
+                                              message=_short(exc)).to_dict(),
+                                "fatal": _is_fatal(exc)})
 
 
 def main() -> None:

@@ -17,7 +17,6 @@ Replies carry ``usage_error`` for a malformed problem, ``error`` for a failure o
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import traceback
 from dataclasses import asdict
@@ -25,6 +24,7 @@ from multiprocessing.connection import Connection
 
 import torch
 
+from eggsearch.backends.worker import serve_requests
 from eggsearch.errors import UsageError
 from eggsearch.problems import timing, verifier  # noqa: F401 - bound before any answer
 from eggsearch.problems.anticheat import Integrity
@@ -128,24 +128,16 @@ def _device_info(device: str) -> dict:
             "num_sms": props.multi_processor_count}
 
 
+def _error_reply(exc: Exception) -> dict:
+    if isinstance(exc, UsageError):
+        return {"usage_error": str(exc)}
+    lines = traceback.format_exception_only(type(exc), exc)
+    return {"error": " | ".join(ln.strip() for ln in lines)[-600:]}
+
+
 def serve(conn: Connection, worker: ProblemWorker) -> None:
-    handlers = {"load": worker.load, "verify": worker.verify, "time": worker.time,
-                "batch": worker.batch}
-    while True:
-        try:
-            req = json.loads(conn.recv_bytes())
-        except EOFError:
-            return
-        if req.get("kind") == "exit":
-            return
-        try:
-            reply = handlers[req["kind"]](req)
-        except UsageError as exc:
-            reply = {"usage_error": str(exc)}
-        except Exception as exc:
-            lines = traceback.format_exception_only(type(exc), exc)
-            reply = {"error": " | ".join(ln.strip() for ln in lines)[-600:]}
-        conn.send_bytes(json.dumps(reply, default=str).encode())
+    serve_requests(conn, {"load": worker.load, "verify": worker.verify, "time": worker.time,
+                          "batch": worker.batch}, _error_reply)
 
 
 def main() -> None:
