@@ -12,7 +12,9 @@ Groups are grown greedily in graph order:
 
 A node joins a group when one of its inputs is the group's, its shape fits the group's domain,
 every other input is a tensor the kernel can index (:mod:`eggsearch.problems.broadcast`) that
-does not itself depend on the group, and (for full-size values) no per-total value is needed.
+does not itself depend on the group, and (for full-size values) no per-total value is needed;
+a per-row value computed only from outside tensors (cross-entropy's ``target != ignore_index``)
+joins the latest row group with the same rows.
 Anything else (a convolution, a permute...) stays a PyTorch op between kernels.
 """
 
@@ -200,6 +202,31 @@ class Partitioner:
         self._place(node, g, out_kind)
         return True
 
+    def try_join_row(self, node: Node) -> bool:
+        """A per-row value computed from tensors outside every group (cross-entropy's targets:
+        ``target != ignore_index``, ``where(...)``) joins the latest row group whose rows it
+        matches, instead of becoming a kernel of its own whose output the row kernel then
+        reads. Its shape must be the group's domain shape with the reduced dimensions dropped
+        or kept as 1 (symbolic sizes compared, so a same-sized vector along another
+        dimension does not match)."""
+        use = tuple(val(node).shape)
+        for g in reversed(self.groups):
+            if g.kind != "row" or g.I != 1 or g.domain is None:
+                continue
+            dom = tuple(val(g.domain).shape)
+            a, b = g.domain_dims
+            rows = {tuple(map(str, dom[:a] + dom[b:])),
+                    tuple(map(str, dom[:a] + (1,) * (b - a) + dom[b:]))}
+            if tuple(map(str, use)) not in rows:
+                continue
+            externals = tensor_args(node)
+            if any(self._depends(e, g) for e in externals) or not all(
+                    self._operand_ok(e, use, "row") for e in externals):
+                continue
+            self._place(node, g, "row")
+            return True
+        return False
+
     def _join_view(self, node: Node, g: Group, src: Node, kind: str) -> bool:
         name = op_name(node)
         eff = g.eff[src]
@@ -344,6 +371,8 @@ class Partitioner:
                                            if a in self.group_of))
             producers.sort(key=lambda g: (PREFER[g.kind], -g.full_numel))
             if any(self.try_join(node, g) for g in producers):
+                continue
+            if not producers and is_compute_pointwise(node) and self.try_join_row(node):
                 continue
             if is_compute_pointwise(node) and all(
                     self._operand_ok(a, tuple(val(node).shape), "full")
