@@ -36,6 +36,7 @@ from eggsearch.tuner import (
 
 log = logging.getLogger(__name__)
 
+
 def parse_options(items: list[str]) -> dict[str, str]:
     """``["causal=0", ...]`` from ``--option``; a malformed item is a :class:`UsageError`."""
     out = {}

@@ -35,5 +35,28 @@ class Backend(ABC):
     def baseline(self, problem: Problem, seed: int) -> Measurement:
         """Time PyTorch eager on the same kind of inputs, the same way."""
 
+    def round_robin(self, problem: Problem, candidates: list[tuple[Structure, dict]],
+                    seed: int, rounds: int, pytorch: bool = False) -> dict:
+        """Time ``candidates`` (and PyTorch eager) again side by side in ``rounds`` rounds, so
+        that clock drift falls on all alike: ``{"rounds_ms": [per candidate, PyTorch last],
+        "errors": {index: message}, "timer": ...}``, or ``{"error": ...}``. Optional: the
+        runner's head-to-head and the sweep's confirmation are skipped without it."""
+        return {"error": f"the {self.name} backend cannot time candidates side by side"}
+
+    def head_to_head(self, problem: Problem, structure: Structure, config: dict, seed: int,
+                     rounds: int) -> dict:
+        """One config against PyTorch in alternating rounds: ``best_ms``, ``pytorch_ms``,
+        ``speedup`` (medians of the rounds), or ``{"error": ...}``."""
+        import statistics
+
+        reply = self.round_robin(problem, [(structure, config)], seed, rounds, pytorch=True)
+        if "error" in reply or reply["errors"]:
+            return {"error": reply.get("error") or reply["errors"][0]}
+        best_rounds, pytorch_rounds = reply["rounds_ms"]
+        best, pytorch = statistics.median(best_rounds), statistics.median(pytorch_rounds)
+        return {"best_ms": best, "pytorch_ms": pytorch, "speedup": pytorch / best,
+                "rounds": len(best_rounds), "best_rounds_ms": best_rounds,
+                "pytorch_rounds_ms": pytorch_rounds, "timer": reply["timer"]}
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release processes and devices."""

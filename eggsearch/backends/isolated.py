@@ -156,21 +156,6 @@ class WorkerBackend(Backend):
         reply["errors"] = {int(k): v for k, v in reply.get("errors", {}).items()}
         return reply
 
-    def head_to_head(self, problem: Problem, structure: Structure, config: dict, seed: int,
-                     rounds: int) -> dict:
-        """One config against PyTorch in alternating rounds; each side's time is the median of
-        its round medians. ``{"error": ...}`` if that failed."""
-        import statistics
-
-        reply = self.round_robin(problem, [(structure, config)], seed, rounds, pytorch=True)
-        if "error" in reply or reply["errors"]:
-            return {"error": reply.get("error") or reply["errors"][0]}
-        best_rounds, pytorch_rounds = reply["rounds_ms"]
-        best, pytorch = statistics.median(best_rounds), statistics.median(pytorch_rounds)
-        return {"best_ms": best, "pytorch_ms": pytorch, "speedup": pytorch / best,
-                "rounds": len(best_rounds), "best_rounds_ms": best_rounds,
-                "pytorch_rounds_ms": pytorch_rounds, "timer": reply["timer"]}
-
     def close(self) -> None:
         self.worker.close()
 

@@ -178,7 +178,6 @@ class Worker:
                            message="" if check.ok else f"PyTorch itself: {check.message}",
                            timer=timer).to_dict()
 
-
     def round_robin(self, req: dict) -> dict:
         """Candidates (and PyTorch eager, with ``"pytorch": true``) timed in rounds on the same
         inputs: each round times every one once, in an order rotated by one and reversed every
