@@ -15,11 +15,12 @@ enumerated whole), every config is measured first and the best known is the spac
 otherwise it is the best of every config measured in the sweep, and the output says so.
 
 Confirmation (``--confirm-top K``, on a GPU by default): one measurement per config is noisy
-where it matters most. A matmul at the GPU's power limit runs up to ~7% slower minutes into a
-sweep than at its start, so the "best known" can be a config that was merely measured while the
-GPU was cool (seen on an H200: the single-shot best of 222 configs was the slowest of the top 8
-when they were timed side by side). So after the studies, the ``K`` fastest measured configs and
-every study's best are timed again together in round-robin rounds (see
+where it matters most. A matmul at the GPU's power limit runs several percent (on an H200 up to
+~15%) slower minutes into a sweep than at its start, so the "best known" can be a config that
+was merely measured while the GPU was cool (seen on an H200: the single-shot best of 222
+configs was the slowest of the top 8 when they were timed side by side). So after the studies,
+the ``K`` fastest measured configs and every study's best are timed again together in
+round-robin rounds (see
 ``Worker.round_robin``); the quality is then computed from those times, the best known being
 the fastest of them. The single-measurement quality stays in ``sweep.csv`` (``quality_single``).
 
