@@ -10,7 +10,8 @@ answer, verifies it with the anti-cheat protocol, times it against PyTorch eager
 torch.compile (each in its own worker process), and prints per-problem rows and the fast_p /
 geometric-mean table (also in ``<out>/table.md`` and ``<out>/summary.json``). Results are
 appended to ``<out>/results.jsonl`` as each problem finishes and reused by a re-run with the same
-settings, so the set can be run in several shorter commands (``--ids``) into one ``--out``.
+settings, problem files and eggsearch code, so the set can be run in several shorter commands
+(``--ids``, or the same command again after a timeout) into one ``--out``.
 """
 
 from __future__ import annotations

@@ -6,9 +6,11 @@ stay in the denominator. The geometric-mean speedup is taken over the correct an
 with every failure counted as 1.0x (a user falls back to eager). The same scores against
 ``torch.compile`` use the problems where it worked.
 
-The results directory keeps ``results.jsonl`` (one line per problem, written as each finishes,
-and reused by a re-run with the same settings), ``answers/`` (generated answers),
-``summary.json`` and ``table.md``.
+The results directory keeps ``results.jsonl`` (one line per problem, written as each finishes),
+``answers/`` (generated answers), ``summary.json`` and ``table.md``. A re-run reuses a line only
+when nothing it depends on changed: the settings, the problem file (and the given answer, with
+``--solutions``), and the code that generates, verifies and times answers (every ``.py`` file of
+``eggsearch/problems/`` and ``eggsearch/verify.py``); anything else is measured again.
 """
 
 from __future__ import annotations
@@ -89,8 +91,27 @@ def scores(rows: list[dict]) -> dict:
 
 def _settings_key(settings: CheckSettings, tune_trials: int, solutions: Path | None) -> str:
     data = {**asdict(settings), "log_path": None, "tune_trials": tune_trials,
-            "solutions": str(solutions) if solutions else None}
+            "solutions": str(solutions) if solutions else None, "code": _code_sha()}
     return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _code_sha() -> str:
+    """Hash of the code whose change can change a result (generator, verifier, timing)."""
+    pkg = Path(__file__).resolve().parent
+    files = sorted(pkg.glob("*.py")) + [pkg.parent / "verify.py"]
+    h = hashlib.sha1()
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def _inputs_sha(problem: Path, solutions: Path | None) -> str:
+    """Hash of the problem file and, with ``--solutions``, of its answer file."""
+    h = hashlib.sha1(problem.read_bytes())
+    answer = Path(solutions) / problem.name if solutions is not None else None
+    if answer is not None and answer.is_file():
+        h.update(answer.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def _previous(results: Path, key: str) -> dict[str, dict]:
@@ -147,10 +168,11 @@ def bench_problems(directory: Path, settings: CheckSettings, ids: list[str] | No
     done = _previous(results, key)
     rows = []
     for problem in files:
+        inputs_sha = _inputs_sha(problem, solutions)
         row = done.get(problem.stem)
-        if row is None:
+        if row is None or row.get("inputs_sha") != inputs_sha:
             log.info("problem %s", problem.name)
-            row = {"problem_name": problem.stem, "settings_key": key,
+            row = {"problem_name": problem.stem, "settings_key": key, "inputs_sha": inputs_sha,
                    **_one(problem, settings, solutions, out, tune_trials)}
             with open(results, "a") as f:
                 f.write(json.dumps(row, sort_keys=True, default=str) + "\n")

@@ -59,6 +59,25 @@ def test_bench_problems_end_to_end_and_resume(tmp_path):
     assert "| fast_0 | 100% |" in table and "not GPU speedups" in table
 
 
+def test_bench_measures_again_when_the_problem_or_the_code_changed(tmp_path, monkeypatch):
+    from eggsearch.problems import bench
+
+    out, problems = tmp_path / "bench", tmp_path / "set"
+    problems.mkdir()
+    source = (SET / "25_leaky_relu.py").read_text()
+    (problems / "25_leaky_relu.py").write_text(source)
+    settings = CheckSettings(device="cpu", small=True, compile=False)
+    bench_problems(problems, settings, out=out)
+    (problems / "25_leaky_relu.py").write_text(source + "\n# edited\n")
+    bench_problems(problems, settings, out=out)  # the problem changed: measured again
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
+    monkeypatch.setattr(bench, "_code_sha", lambda: "another-version")
+    bench_problems(problems, settings, out=out)  # the generator changed: measured again
+    assert len((out / "results.jsonl").read_text().splitlines()) == 3
+    bench_problems(problems, settings, out=out)  # nothing changed: reused
+    assert len((out / "results.jsonl").read_text().splitlines()) == 3
+
+
 def test_bench_bad_input_exit_2(tmp_path):
     r = cli("bench-problems", str(SET), "--ids", "99", "--out", str(tmp_path / "b"))
     assert r.returncode == 2 and "no problem with id 99" in r.stderr
