@@ -52,6 +52,23 @@ def test_run_end_to_end(tmp_path, op, extra):
     assert (out / "study.db").exists() and (out / "settings.json").exists()
 
 
+@pytest.mark.gpu
+def test_gpu_run_ends_with_a_head_to_head(tmp_path):
+    """On a GPU the speedup comes from the alternating rounds, the study's ratio beside it."""
+    out = tmp_path / "run"
+    env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "eggsearch", "run", "--op", "softmax", "--shape",
+                        "2048x2048", "--trials", "4", "--backend", "gpu", "--confirm-rounds",
+                        "4", "--out", str(out), "--json"], capture_output=True, text=True,
+                       env=env, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads(r.stdout)
+    head = s["head_to_head"]
+    assert head["rounds"] == 4 and len(head["pytorch_rounds_ms"]) == 4, head
+    assert s["speedup"] == head["speedup"] == head["pytorch_ms"] / head["best_ms"]
+    assert s["study_speedup"] == s["pytorch"]["time_ms"] / s["best"]["time_ms"]
+
+
 def test_table_output_and_resume(tmp_path):
     out = tmp_path / "run"
     args = ["run", "--op", "rmsnorm", "--backend", "interpreter", "--out", str(out)]
@@ -100,6 +117,7 @@ GOOD_SPACE = (ROOT / "search_spaces" / "rmsnorm.yaml").read_text()
     (["--op"], "expected one argument"),
     (["--op", "rmsnorm", "--option", "causal=1"], "unknown option(s) causal"),
     (["--op", "rmsnorm", "--option", "causal"], "expected NAME=VALUE"),
+    (["--op", "rmsnorm", "--confirm-rounds", "-1"], "--confirm-rounds must not be negative"),
 ])
 def test_bad_input_one_line_exit_2(tmp_path, args, message):
     out = tmp_path / "run"
