@@ -27,6 +27,7 @@ from eggsearch.summary import build_summary
 from eggsearch.tuner import (
     SAMPLERS,
     Budget,
+    best_trial,
     enqueue_start,
     finished,
     make_sampler,
@@ -140,10 +141,9 @@ def run(args) -> dict:
 def _head_to_head(study, plan, problem, backend, seed: int, rounds: int) -> dict | None:
     """The study's best config against PyTorch in alternating rounds (see
     ``Worker.round_robin``); None when nothing was correct."""
-    ok = [t for t in finished(study) if t.user_attrs.get("status") == Status.OK.value]
-    if not ok:
+    best = best_trial(study)
+    if best is None:
         return None
-    best = min(ok, key=lambda t: t.value)
     name = best.user_attrs["structure"]
     if name not in plan.plans:  # measured by an earlier run with other structures
         return {"error": f"structure {name} is not in this run's plan"}

@@ -12,7 +12,7 @@ import optuna
 from eggsearch.ops.base import OpSpec, Problem
 from eggsearch.records import Measurement, Status
 from eggsearch.roofline import Roofline
-from eggsearch.tuner import finished
+from eggsearch.tuner import best_trial, finished
 
 
 def redact(url: str) -> str:
@@ -37,8 +37,7 @@ def build_summary(op: OpSpec, problem: Problem, study: optuna.Study, device: dic
     (``study_speedup``: PyTorch timed at the start, the best trial whenever it ran)."""
     trials = finished(study)
     by_status = Counter(t.user_attrs.get("status", "unknown") for t in trials)
-    ok = [t for t in trials if t.user_attrs.get("status") == Status.OK.value]
-    best = min(ok, key=lambda t: t.value) if ok else None
+    best = best_trial(study)
     gpu = backend == "gpu"
     summary = {
         "op": op.name, "shape": problem.shape_key, "dims": "x".join(problem.dims),

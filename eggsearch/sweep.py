@@ -50,7 +50,16 @@ from eggsearch.plan import SearchPlan, key_of
 from eggsearch.records import Measurement, Status
 from eggsearch.roofline import Roofline
 from eggsearch.structures import Structure
-from eggsearch.tuner import SAMPLERS, Budget, enqueue_start, finished, judge, make_sampler, tune
+from eggsearch.tuner import (
+    SAMPLERS,
+    Budget,
+    best_trial,
+    enqueue_start,
+    finished,
+    judge,
+    make_sampler,
+    tune,
+)
 
 log = logging.getLogger(__name__)
 
@@ -230,8 +239,7 @@ def _one_study(plan: SearchPlan, problem: Problem, backend: ReplayBackend, roof:
     enqueue_start(study, plan, sampler, budget)
     before = backend.measured
     tune(study, plan, problem, backend, roof, Budget(budget), seed, on_trial=lambda rec: None)
-    ok = [t for t in finished(study) if t.user_attrs.get("status") == Status.OK.value]
-    best = min(ok, key=lambda t: t.value) if ok else None
+    best = best_trial(study)
     return {"sampler": sampler, "budget": budget, "seed": seed,
             "trials": len(finished(study)), "best_ms": best.value if best else math.inf,
             "best_structure": best.user_attrs["structure"] if best else "",

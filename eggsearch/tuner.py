@@ -81,6 +81,12 @@ def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
                             states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
 
 
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The fastest trial whose kernel was correct (``ok``), or None."""
+    ok = [t for t in finished(study) if t.user_attrs.get("status") == Status.OK.value]
+    return min(ok, key=lambda t: t.value) if ok else None
+
+
 def measured(study: optuna.Study) -> dict[str, tuple[int, float]]:
     """Config key -> (number, value) of the trial that measured it."""
     out = {}
