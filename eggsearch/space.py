@@ -129,6 +129,12 @@ def config_key(config: Mapping[str, Value], structure: str = "") -> str:
     return f"{structure}:{body}" if structure else body
 
 
+def parse_config_key(key: str) -> tuple[str, dict[str, Value]]:
+    """(structure, config) of a key made by :func:`config_key` with a structure."""
+    structure, body = key.split(":", 1)
+    return structure, json.loads(body)
+
+
 def parse_structure_space(data: object, where: str, known_names: set[str]) -> StructureSpace:
     """Parse one structure's entry; ``known_names`` are the problem and hardware variables."""
     check_keys(data, where, required=["params"], optional=["constraints", "seeds"])

@@ -49,6 +49,7 @@ from eggsearch.ops.base import Problem
 from eggsearch.plan import SearchPlan, key_of
 from eggsearch.records import Measurement, Status
 from eggsearch.roofline import Roofline
+from eggsearch.space import parse_config_key
 from eggsearch.structures import Structure
 from eggsearch.tuner import (
     SAMPLERS,
@@ -377,9 +378,9 @@ def _confirm(st: SweepSettings, ctx: _Context, rows: list[dict], top: int) -> di
                               [k for k in map(_row_key, rows) if k]))
     candidates = []
     for key in keys:
-        name, config = key.split(":", 1)
+        name, config = parse_config_key(key)
         if name in ctx.plan.plans:
-            candidates.append((key, ctx.plan.plans[name].structure, json.loads(config)))
+            candidates.append((key, ctx.plan.plans[name].structure, config))
     log.info("confirming %d configs in %d round-robin rounds", len(candidates),
              st.confirm_rounds)
     reply = ctx.inner.round_robin(ctx.problem, [(s, c) for _, s, c in candidates],

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from eggsearch.ops import matmul as mm  # noqa: E402
+from eggsearch.space import parse_config_key  # noqa: E402
 from eggsearch.timing import bench_cuda  # noqa: E402
 
 
@@ -42,7 +43,7 @@ def main() -> None:
     out = torch.empty_like(a)
     cands = {"pytorch": (None, lambda: torch.matmul(a, b))}
     for r in ok:
-        config = json.loads(r["key"].split(":", 1)[1])
+        _, config = parse_config_key(r["key"])
         launch = getattr(mm, f"launch_{r['structure']}")
         cands[r["key"]] = (r["measurement"]["time_ms"],
                            (lambda f, c: lambda: f(a, b, out=out, **c))(launch, config))

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from eggsearch.errors import ConfigFileError
-from eggsearch.space import config_key, parse_structure_space
+from eggsearch.space import config_key, parse_config_key, parse_structure_space
 
 KNOWN = {"M", "N", "elem_bytes", "smem_per_block"}
 
@@ -67,3 +67,8 @@ def test_enumerate_samples_huge_spaces():
 def test_schema_errors(text, message):
     with pytest.raises(ConfigFileError, match=message):
         space(text)
+
+
+def test_config_key_parses_back():
+    config = {"num_warps": 8, "EVICT": "evict_first", "FLATTEN": True, "note": "a:b"}
+    assert parse_config_key(config_key(config, "descriptor")) == ("descriptor", config)
