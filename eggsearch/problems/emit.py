@@ -22,6 +22,7 @@ from eggsearch.problems.exprs import HELPERS
 from eggsearch.problems.fusion import Plan, tensor_args
 from eggsearch.problems.graph import SizeNames, op_name, print_size, val
 from eggsearch.problems.kernels import GroupCode
+from eggsearch.problems.launch import LAUNCH_SOURCE
 
 DROP = {"get_inputs", "get_init_inputs"}
 
@@ -116,7 +117,8 @@ def group_call(code: GroupCode, var_of: dict[Node, str], sizes: SizeNames) -> st
 
 
 def _units(plan: Plan, codes: dict[int, GroupCode]) -> list:
-    """Groups and leftover nodes, in an order where each comes after what it reads."""
+    """Groups and the leftover nodes something reads, in an order where each comes after
+    what it reads."""
     order = {n: i for i, n in enumerate(plan.traced.nodes)}
     units, producer = [], {}
     for node in plan.traced.nodes:
@@ -152,7 +154,17 @@ def _units(plan: Plan, codes: dict[int, GroupCode]) -> list:
                 break
         else:
             raise NotImplementedError("fused groups depend on each other in a cycle")
-    return out
+    # Leftover ops nothing reads (e.g. a constant a group inlined) cost a launch each: dropped.
+    result = [n for n in plan.traced.nodes if n.op == "output"][0]
+    live = {id(producer[a]) for a in result.all_input_nodes if a in producer}
+    kept = []
+    for u in reversed(out):
+        if isinstance(u, Node) and id(u) not in live and not u.is_impure():
+            continue
+        kept.append(u)
+        used = u.all_input_nodes if isinstance(u, Node) else codes[u.gid].tensors
+        live |= {id(producer[a]) for a in used if a in producer}
+    return kept[::-1]
 
 
 def forward_source(plan: Plan, codes: dict[int, GroupCode]) -> tuple[str, list[str]]:
@@ -207,6 +219,7 @@ def module_source(problem_path: Path, plan: Plan, codes: dict[int, GroupCode], c
         reference_source(problem_path),
         "# ---- fused kernels ----",
         HELPERS.strip(),
+        LAUNCH_SOURCE,
         *[c.source for c in codes.values()],
         "# ---- the tuned configuration ----",
         f"CONFIG = {config!r}",

@@ -21,6 +21,7 @@ from torch.fx import Node
 from eggsearch.problems.codegen import Body, Index, KernelArgs
 from eggsearch.problems.fusion import Group
 from eggsearch.problems.graph import hint, op_name, size_expr, val
+from eggsearch.problems.launch import run_call
 from eggsearch.problems.spaces import gemm_space, pointwise_space
 
 
@@ -68,28 +69,38 @@ def out_sizes(outputs: list[Node]) -> list[tuple[str, object]]:
             for k, o in enumerate(outputs)]
 
 
-def kernel_call(args: KernelArgs, named: list[str], extra: list[str] = ()) -> str:
+def kernel_call(args: KernelArgs, named: list[str], extra: list[str] = ()) -> list[str]:
     """Positional arguments of a kernel launch: tensors, outputs, extras, named sizes, pattern
     sizes (as in :func:`header`)."""
-    names = ([f"t{i}" for i in range(len(args.tensors))]
-             + [f"o{k}" for k in range(len(args.outputs))] + list(extra) + named
-             + [n for n, _ in args.sizes])
-    return ", ".join(names)
+    return ([f"t{i}" for i in range(len(args.tensors))]
+            + [f"o{k}" for k in range(len(args.outputs))] + list(extra) + named
+            + [n for n, _ in args.sizes])
 
 
-def launcher(gid: int, n_tensors: int, outputs: list[Node], sizes: list[str],
+def _same_layout(t: Node, o: Node) -> bool:
+    vt, vo = val(t), val(o)
+    return (vt.dtype == vo.dtype
+            and tuple(map(size_expr, vt.shape)) == tuple(map(size_expr, vo.shape)))
+
+
+def launcher(gid: int, tensors: list[Node], outputs: list[Node], sizes: list[str],
              body: list[str], first: list[str] = ()) -> str:
     """``_g<gid>(cfg, *first, t0, t1..., *, sizes..., o<k>_shape...)``; the ``t`` tensors
     are made contiguous (a no-op when they are), ``first`` ones (GEMM operands) keep their
-    strides."""
-    params = ["cfg", *first] + [f"t{i}" for i in range(n_tensors)]
+    strides. An output of a ``t`` tensor's (symbolic) shape and dtype is allocated with
+    ``torch.empty_like``, which costs the host less than ``torch.empty``."""
+    params = ["cfg", *first] + [f"t{i}" for i in range(len(tensors))]
     kw = sizes + [f"o{k}_shape" for k in range(len(outputs))]
     lines = [f"def _g{gid}({', '.join(params)}, *, {', '.join(kw)}):"]
-    lines += [f"    t{i} = t{i}.contiguous()" for i in range(n_tensors)]
+    lines += [f"    t{i} = t{i}.contiguous()" for i in range(len(tensors))]
     device = (list(first) or ["t0"])[0]
     for k, o in enumerate(outputs):
-        lines.append(f"    o{k} = torch.empty(o{k}_shape, device={device}.device, "
-                     f"dtype={val(o).dtype})")
+        like = next((i for i, t in enumerate(tensors) if _same_layout(t, o)), None)
+        if like is not None:
+            lines.append(f"    o{k} = torch.empty_like(t{like})")
+        else:
+            lines.append(f"    o{k} = torch.empty(o{k}_shape, device={device}.device, "
+                         f"dtype={val(o).dtype})")
     lines += body
     lines.append(f"    return {', '.join(f'o{k}' for k in range(len(outputs)))},")
     return "\n".join(lines)
@@ -112,10 +123,12 @@ def pointwise_code(g: Group) -> GroupCode:
            "    flat = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)",
            "    mask = flat < NUMEL", *indent(body.lines)]
     p = f"g{g.gid}_"
-    run = launcher(g.gid, len(args.tensors), outputs, ["NUMEL"] + [n for n, _ in args.sizes], [
+    sizes = ["NUMEL"] + [n for n, _ in args.sizes]
+    run = launcher(g.gid, [b for _, b in args.tensors], outputs, sizes, [
         f"    grid = (triton.cdiv(NUMEL, cfg['{p}BLOCK']),)",
-        f"    {name}[grid]({kernel_call(args, ['NUMEL'])}, BLOCK=cfg['{p}BLOCK'], "
-        f"num_warps=cfg['{p}num_warps'])"])
+        "    " + run_call(name, "grid", kernel_call(args, ["NUMEL"]),
+                         [("BLOCK", f"cfg['{p}BLOCK']")],
+                         [("num_warps", f"cfg['{p}num_warps']")])])
     numel = prod(val(g.members[-1]).shape)
     return GroupCode(
         g.gid, "pointwise", "\n".join(src) + "\n\n\n" + run, [b for _, b in args.tensors],
@@ -208,11 +221,13 @@ def gemm_code(g: Group) -> GroupCode:
         "    sbb = tb.stride(0) if tb.dim() == 3 else 0",
         f"    BM, BN, BK = cfg['{p}BLOCK_M'], cfg['{p}BLOCK_N'], cfg['{p}BLOCK_K']",
         "    grid = (triton.cdiv(M, BM) * triton.cdiv(N, BN), BT)",
-        f"    {kname}[grid](ta, tb, {kernel_call(args, GEMM_SIZES)}, BLOCK_M=BM, BLOCK_N=BN, "
-        f"BLOCK_K=BK, GROUP_M=cfg['{p}GROUP_M'], EVEN_K=K % BK == 0, "
-        f"PRECISION=cfg['{p}PRECISION'], num_warps=cfg['{p}num_warps'], "
-        f"num_stages=cfg['{p}num_stages'])"]
-    run = launcher(g.gid, len(args.tensors), outputs, [n for n, _ in args.sizes], lines,
+        "    " + run_call(kname, "grid", ["ta", "tb"] + kernel_call(args, GEMM_SIZES),
+                         [("BLOCK_M", "BM"), ("BLOCK_N", "BN"), ("BLOCK_K", "BK"),
+                          ("GROUP_M", f"cfg['{p}GROUP_M']"), ("EVEN_K", "K % BK == 0"),
+                          ("PRECISION", f"cfg['{p}PRECISION']")],
+                         [("num_warps", f"cfg['{p}num_warps']"),
+                          ("num_stages", f"cfg['{p}num_stages']")])]
+    run = launcher(g.gid, [x for _, x in args.tensors], outputs, [n for n, _ in args.sizes], lines,
                    first=["ta", "tb"])
     return GroupCode(g.gid, "gemm", "\n".join(src) + "\n\n\n" + run,
                      [a, b] + [x for _, x in args.tensors], args.sizes + out_sizes(outputs),

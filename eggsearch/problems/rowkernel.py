@@ -21,6 +21,7 @@ from eggsearch.problems.exprs import Var
 from eggsearch.problems.fusion import Group, Red, tensor_args
 from eggsearch.problems.graph import val
 from eggsearch.problems.kernels import GroupCode, header, indent, launcher, ops_of, out_sizes, prod
+from eggsearch.problems.launch import run_call
 from eggsearch.problems.spaces import row_space
 
 INF = 'float("inf")'
@@ -378,8 +379,8 @@ def row_code(g: Group) -> GroupCode:
     outputs = w.full_outs + w.row_outs + w.total_outs
     tensors = [f"t{i}" for i in range(len(w.args.tensors))]
     sizes = [n for n, _ in w.args.sizes]
-    main_call = ", ".join(tensors + [f"o{k}" for k in range(n_main)] + [
-        f"part{j}" for j in range(len(parts))] + named + sizes)
+    main_call = tensors + [f"o{k}" for k in range(n_main)] + [
+        f"part{j}" for j in range(len(parts))] + named + sizes
     p = f"g{gid}_"
     body = [f"    part{j} = torch.empty(max(R, 1), device=t0.device, dtype=torch.float32)"
             for j in range(len(parts))]
@@ -387,13 +388,14 @@ def row_code(g: Group) -> GroupCode:
              "    grid = " + ("(triton.cdiv(R, BR),)" if w.inner_one
                                  else "(R // I, triton.cdiv(I, BR))"),
              f"    kernel = _g{gid}_one if BC >= C else _g{gid}_loop",
-             f"    kernel[grid]({main_call}, BLOCK_R=BR, BLOCK_C=BC, "
-             f"num_warps=cfg['{p}num_warps'])"]
+             "    " + run_call("kernel", "grid", main_call, [("BLOCK_R", "BR"), ("BLOCK_C", "BC")],
+                                  [("num_warps", f"cfg['{p}num_warps']")])]
     if fin_args is not None:
-        fin_call = ", ".join(tensors + [f"o{n_main + k}" for k in range(len(w.total_outs))] + [
-            f"part{j}" for j in range(len(parts))] + named + sizes)
-        body.append(f"    _g{gid}_finish[(1,)]({fin_call}, BLOCK=1024, num_warps=4)")
-    run = launcher(gid, len(w.args.tensors), outputs, named + sizes, body)
+        fin_call = tensors + [f"o{n_main + k}" for k in range(len(w.total_outs))] + [
+            f"part{j}" for j in range(len(parts))] + named + sizes
+        body.append("    " + run_call(f"_g{gid}_finish", "(1,)", fin_call, [("BLOCK", "1024")],
+                                      [("num_warps", "4")]))
+    run = launcher(gid, [b for _, b in w.args.tensors], outputs, named + sizes, body)
     R, C = int(g.O * g.I), int(g.C)
     tunables, seeds, constraints = row_space(R, C, int(g.I))
     sizes_out = [("R", w.O * w.I), ("C", w.C), ("I", w.I), ("NUMEL", w.O * w.C * w.I)]

@@ -104,6 +104,31 @@ def test_fusion_groups(name, groups):
     assert [re.sub(r"^g\d+ ", "", d) for d in describe(plan)] == groups
 
 
+def forward_of(source: str) -> str:
+    return source[source.index("def _forward("):source.index("class ModelNew")]
+
+
+def test_leftovers_nothing_reads_are_not_emitted():
+    # cross-entropy's trace has two scalar_tensor constants that the row kernel inlines: each
+    # would be a launch (a host cost per call) if emitted
+    problem = load_problem(HERE / "set" / "14_cross_entropy.py", small=True)
+    assert any("scalar_tensor" in str(n.target) for n in trace(problem).nodes)
+    fwd = forward_of(build(problem, ENV).source)
+    assert "scalar_tensor" not in fwd and fwd.count("_g0(") == 1
+    # a leftover that a group reads stays
+    fwd = forward_of(build(load_problem(HERE / "set" / "23_conv2d_groupnorm_scale.py",
+                                        small=True), ENV).source)
+    assert "aten.convolution" in fwd
+
+
+@pytest.mark.parametrize("name, like", [("25_leaky_relu.py", True), ("05_softmax.py", True),
+                                        ("11_argmax.py", False), ("13_mse_loss.py", False)])
+def test_outputs_shaped_like_an_input_are_allocated_with_empty_like(name, like):
+    source = build(load_problem(HERE / "set" / name, small=True), ENV).source
+    assert ("o0 = torch.empty_like(t0)" in source) == like
+    assert ("o0 = torch.empty(o0_shape" in source) == (not like)
+
+
 def test_uncovered_problem_gets_no_answer(tmp_path):
     problem = tmp_path / "bn.py"
     problem.write_text(

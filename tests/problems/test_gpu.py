@@ -53,3 +53,18 @@ def test_honest_answer_on_gpu_with_compile():
     assert result.correct and result.timing["timer"] == "cuda-events+device-sync"
     assert result.speedup is not None and result.eager_ms > 0
     assert result.compile_ms is not None or result.compile_error
+
+
+def test_generated_answer_relaunches_only_under_the_same_alignment(tmp_path):
+    """The answer's direct launch path keys compiled kernels on pointer alignment: a misaligned
+    view after an aligned call must not reuse the aligned kernel."""
+    import torch
+
+    from eggsearch.problems.generate import generate_answer
+    from tests.problems.test_bench import SET
+
+    settings = CheckSettings(device="cuda", small=True, compile=False)
+    answer = load_solution(generate_answer(SET / "03_gelu.py", tmp_path, settings))()
+    base = torch.randn(9 * 301 + 1, device="cuda")
+    for x in (base[:-1].view(9, 301), base[1:].view(9, 301), base[:-1].view(9, 301)):
+        torch.testing.assert_close(answer(x), torch.nn.functional.gelu(x), atol=1e-5, rtol=1e-5)
