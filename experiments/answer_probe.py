@@ -138,8 +138,11 @@ def probe_problem(path: Path, env: dict, n_configs: int, tmp: Path, device: str)
         entry = {"config": cfg}
         try:
             got = call(new)()
-            ok = torch.allclose(got.float(), expected.float(), atol=1e-4, rtol=1e-4) \
-                if isinstance(got, torch.Tensor) else True
+            # a quick screen, not the verifier: normwise relative error against eager (at
+            # K = 4096, eager itself misses an elementwise 1e-4 against float64)
+            ok = (not isinstance(got, torch.Tensor)
+                  or float((got.double() - expected.double()).norm()
+                           / expected.double().norm().clamp_min(1e-30)) < 1e-5)
             if not ok:
                 entry["error"] = "wrong result"
             else:

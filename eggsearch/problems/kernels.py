@@ -106,6 +106,11 @@ def launcher(gid: int, tensors: list[Node], outputs: list[Node], sizes: list[str
     return "\n".join(lines)
 
 
+def _k_major(b) -> bool:
+    """B ([..., K, N]) is contiguous along K, as a transposed ``nn.Linear`` weight is."""
+    return hint(b.stride(-2)) == 1 and hint(b.shape[-1]) > 1
+
+
 # ---- pointwise ------------------------------------------------------------------------------
 def pointwise_code(g: Group) -> GroupCode:
     args = KernelArgs()
@@ -232,4 +237,5 @@ def gemm_code(g: Group) -> GroupCode:
     return GroupCode(g.gid, "gemm", "\n".join(src) + "\n\n\n" + run,
                      [a, b] + [x for _, x in args.tensors], args.sizes + out_sizes(outputs),
                      outputs, *gemm_space(val(a).dtype.itemsize, fp32, hint(out_shape[-2]),
-                                          hint(out_shape[-1]), hint(val(a).shape[-1])))
+                                          hint(out_shape[-1]), hint(val(a).shape[-1]),
+                                          b_k_major=_k_major(val(b))))

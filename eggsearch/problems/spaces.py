@@ -24,10 +24,11 @@ def pointwise_space() -> tuple[dict, list[dict], list[dict]]:
     return tunables, seeds, constraints
 
 
-def gemm_space(elem_bytes: int, fp32: bool, M: int, N: int, K: int
+def gemm_space(elem_bytes: int, fp32: bool, M: int, N: int, K: int, b_k_major: bool = False
                ) -> tuple[dict, list[dict], list[dict]]:
     """Tunables, expert seeds and constraints (sizes are the traced ones: the seeds and the
-    oversized-tile rules depend on them; the kernel itself works at any size)."""
+    oversized-tile rules depend on them; the kernel itself works at any size). ``b_k_major``:
+    B's elements are contiguous along K (a transposed weight, as ``nn.Linear`` has)."""
     tunables = {"BLOCK_M": {"pow2": [16, 256]}, "BLOCK_N": {"pow2": [16, 256]},
                 "BLOCK_K": {"pow2": [16, 128]}, "GROUP_M": {"choices": [1, 4, 8]},
                 "num_warps": {"pow2": [2, 8]}, "num_stages": {"int": [1, 5]},
@@ -44,11 +45,16 @@ def gemm_space(elem_bytes: int, fp32: bool, M: int, N: int, K: int
              {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 1, "num_warps": 2,
               "num_stages": 1, "PRECISION": prec}]
     if fp32:
-        # tf32x3 runs three dots per step: on an H200 the matmul op's study put 128x32x64 with
-        # 4 warps first (2.44 ms at 4096^3, 1.10x cuBLAS fp32), while this list's 128x128x32
-        # answer took 4.12 ms (experiments/results/2026-11-21-h200-session2.md).
-        seeds.insert(0, {"BLOCK_M": 128, "BLOCK_N": 32, "BLOCK_K": 64, "GROUP_M": 8,
-                         "num_warps": 4, "num_stages": 3, "PRECISION": prec})
+        # tf32x3 runs three dots per step, so narrower tiles than fp16's win. On an H200
+        # (experiments/results/2026-11-21-h200-answer-probe-gemm.txt), with B contiguous along
+        # N (matmul, bmm) 128x32x64 / 4 warps / 3 stages was fastest (2.58 ms at 4096^3, where
+        # this list's first entry took 4.00); with B contiguous along K (the transposed weight
+        # of a linear layer) 128x64x32 / 4 warps / 4 stages was (0.90 ms at 2048x4096x4096,
+        # 128x32x64 1.05).
+        narrow = {"BLOCK_M": 128, "BLOCK_N": 32, "BLOCK_K": 64, "GROUP_M": 8, "num_warps": 4,
+                  "num_stages": 3, "PRECISION": prec}
+        wide = seeds.pop(1)  # 128x64x32 / 4 warps / 4 stages
+        seeds[:0] = [wide, narrow] if b_k_major else [narrow, wide]
     b = elem_bytes
     constraints = [
         {"name": "smem", "expr": f"num_stages * (BLOCK_M + BLOCK_N) * BLOCK_K * {b} "

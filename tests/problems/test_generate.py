@@ -129,6 +129,18 @@ def test_outputs_shaped_like_an_input_are_allocated_with_empty_like(name, like):
     assert ("o0 = torch.empty(o0_shape" in source) == (not like)
 
 
+@pytest.mark.parametrize("name, tile", [("01_matmul.py", (128, 32, 64)),
+                                        ("16_bmm.py", (128, 32, 64)),
+                                        ("02_matmul_transposed_b.py", (128, 64, 32)),
+                                        ("10_gemm_bias_relu.py", (128, 64, 32))])
+def test_fp32_gemm_default_tile_follows_the_layout_of_b(name, tile):
+    # measured on an H200: narrow N tiles where B is contiguous along N, wider ones where B is a
+    # transposed (K-contiguous) weight; at the GPU sizes, where the seeds' tiles fit
+    config = build(load_problem(HERE / "set" / name, small=False), hardware_env("cpu")).config
+    assert (config["g0_BLOCK_M"], config["g0_BLOCK_N"], config["g0_BLOCK_K"]) == tile
+    assert config["g0_PRECISION"] == "tf32x3"
+
+
 def test_uncovered_problem_gets_no_answer(tmp_path):
     problem = tmp_path / "bn.py"
     problem.write_text(
