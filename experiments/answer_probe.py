@@ -26,7 +26,6 @@ count of a typical generated kernel.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import random
@@ -44,7 +43,7 @@ import triton.language as tl  # noqa: E402
 
 from eggsearch.problems import timing  # noqa: E402
 from eggsearch.problems.generate import build, hardware_env  # noqa: E402
-from eggsearch.problems.loader import load_problem  # noqa: E402
+from eggsearch.problems.loader import import_file, load_problem  # noqa: E402
 from eggsearch.problems.verifier import INIT_SEED  # noqa: E402
 from eggsearch.space import parse_structure_space  # noqa: E402
 
@@ -77,13 +76,6 @@ def measure(fn, device: str) -> dict:
     return {"protocol_ms": t.time_ms, "events_ms": t.events_ms, "wall_ms": t.wall_ms,
             "empty_call_ms": t.overhead_ms, "back_to_back_ms": triton.testing.do_bench(fn),
             "host_us": host_us(fn)}
-
-
-def import_path(path: Path):
-    spec = importlib.util.spec_from_file_location(f"probe_{path.stem}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def distance(a: dict, b: dict) -> float:
@@ -119,7 +111,7 @@ def probe_problem(path: Path, env: dict, n_configs: int, tmp: Path, device: str)
     gen = build(problem, env)
     answer_path = tmp / path.name
     answer_path.write_text(gen.source)
-    mod = import_path(answer_path)
+    mod = import_file(answer_path, "solution")
     ref = problem.build(INIT_SEED, device)
     new = problem.build(INIT_SEED, device, mod.ModelNew)
     inputs = problem.inputs(0, device)
