@@ -53,6 +53,9 @@ class Red:
     index: Node | None = None
 
 
+SIZE_OPS = {"aten.sym_size", "aten.sym_stride", "aten.sym_numel", "aten.sym_storage_offset"}
+
+
 @dataclass(eq=False)
 class Group:
     gid: int
@@ -80,10 +83,12 @@ class Group:
         self.eff[node] = tuple(eff if eff is not None else val(node).shape)
 
     def outputs(self) -> list[Node]:
-        """Members needed outside the group (by other nodes or as the graph's outputs)."""
+        """Members needed outside the group (by other nodes or as the graph's outputs). A node
+        that reads only a member's size (``sym_size``) does not need its values."""
         inside = set(self.members)
         return [m for m in self.members
-                if self.kinds[m] != "tuple" and any(u not in inside for u in m.users)]
+                if self.kinds[m] != "tuple" and any(u not in inside and op_name(u) not in SIZE_OPS
+                                                    for u in m.users)]
 
     def externals(self) -> list[Node]:
         """Tensors read from outside, in first-use order (views not seen through)."""

@@ -34,7 +34,23 @@ def decompositions() -> dict:
         aten.leaky_relu, aten.hardtanh, aten.mse_loss, aten.smooth_l1_loss, aten.huber_loss,
         aten.l1_loss, aten.binary_cross_entropy, aten.nll_loss_forward, aten.kl_div,
     ])
-    return {**core_aten_decompositions(), **extra}
+    return {**core_aten_decompositions(), **extra, aten.convolution.default: _conv_then_bias}
+
+
+def _conv_then_bias(x, weight, bias, stride, padding, dilation, transposed, output_padding,
+                    groups):
+    """A convolution with a bias as the convolution without it, then the bias added.
+
+    PyTorch adds a convolution's bias in a kernel of its own (a broadcast add over the whole
+    output); traced this way, the add is an ordinary pointwise node that fuses into whatever
+    reads the convolution, and the output makes one trip through memory fewer. Without a bias
+    the convolution is traced as it is (``NotImplemented`` falls back).
+    """
+    if bias is None:
+        return NotImplemented
+    out = aten.convolution.default(x, weight, None, stride, padding, dilation, transposed,
+                                   output_padding, groups)
+    return out + bias.view([1, -1] + [1] * (out.dim() - 2))
 
 
 @dataclass

@@ -161,3 +161,19 @@ def test_sizes_equal_at_trace_time_stay_distinct(tmp_path):
     with problem.sizes_applied({"batch_size": 5, "height": 11, "width": 11}):
         gen = build(problem, ENV)  # out_channels is 5 too
     one_trial(problem, gen.source, tmp_path, "answer.py", seed=13)  # batch 2, 9 x 11
+
+
+@pytest.mark.parametrize("name", ["21_conv2d_relu_biasadd.py", "22_conv2d_gelu_avgpool.py",
+                                  "23_conv2d_groupnorm_scale.py"])
+def test_a_convolutions_bias_is_added_in_the_fused_kernel(name):
+    # PyTorch adds a convolution's bias in a broadcast kernel of its own (a full read and write
+    # of the output); traced as convolution-without-bias + add, the add fuses downstream
+    problem = load_problem(HERE / "set" / name, small=True)
+    plan = partition(trace(problem))
+    assert len(plan.groups) == 1 and describe(plan)[0].split(": ")[1].startswith("add ")
+    fwd = forward_of(build(problem, ENV).source)
+    conv = [line for line in fwd.splitlines() if "aten.convolution" in line]
+    assert len(conv) == 1 and ", None, [1, 1]" in conv[0]
+    # only the final result is stored: the sizes that group norm reads off its view of the
+    # convolution do not make the kernel write that view out
+    assert fwd.count("_g0(") == 1 and re.search(r"^    n_\w+, = _g0\(", fwd, re.M)
