@@ -21,7 +21,7 @@ from torch.fx import Node
 from eggsearch.problems.exprs import HELPERS
 from eggsearch.problems.fusion import Plan, tensor_args
 from eggsearch.problems.graph import SizeNames, op_name, print_size, val
-from eggsearch.problems.kernels import GroupCode
+from eggsearch.problems.kernels import INDEX_SOURCE, GroupCode
 from eggsearch.problems.launch import LAUNCH_SOURCE
 
 DROP = {"get_inputs", "get_init_inputs"}
@@ -220,6 +220,7 @@ def module_source(problem_path: Path, plan: Plan, codes: dict[int, GroupCode], c
         "# ---- fused kernels ----",
         HELPERS.strip(),
         LAUNCH_SOURCE,
+        INDEX_SOURCE,
         *[c.source for c in codes.values()],
         "# ---- the tuned configuration ----",
         f"CONFIG = {config!r}",

@@ -111,6 +111,19 @@ def _k_major(b) -> bool:
     return hint(b.stride(-2)) == 1 and hint(b.shape[-1]) > 1
 
 
+# ---- index width ----------------------------------------------------------------------------
+INDEX_SOURCE = '''
+# ---- index width: int32 offsets wherever every one fits ----
+_INT32_NUMEL = 2 ** 31 - 2 ** 24
+
+
+def _idx(numel):
+    """The type of a kernel's element offsets over ``numel`` elements: int32 (cheaper address
+    and ``//``/``%`` arithmetic) unless an offset, or one a block past the end, could overflow."""
+    return tl.int32 if numel <= _INT32_NUMEL else tl.int64
+'''.strip()
+
+
 # ---- pointwise ------------------------------------------------------------------------------
 def pointwise_code(g: Group) -> GroupCode:
     args = KernelArgs()
@@ -123,16 +136,16 @@ def pointwise_code(g: Group) -> GroupCode:
     for ptr, o in args.outputs:
         body.store(o, ptr, index)
     name = f"_g{g.gid}_kernel"
-    src = [header(name, args, ["NUMEL"], ["BLOCK"]),
+    src = [header(name, args, ["NUMEL"], ["BLOCK", "IDX"]),
            f'    """Pointwise group {g.gid}: {ops_of(g)}."""',
-           "    flat = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)",
+           "    flat = tl.program_id(0).to(IDX) * BLOCK + tl.arange(0, BLOCK)",
            "    mask = flat < NUMEL", *indent(body.lines)]
     p = f"g{g.gid}_"
     sizes = ["NUMEL"] + [n for n, _ in args.sizes]
     run = launcher(g.gid, [b for _, b in args.tensors], outputs, sizes, [
         f"    grid = (triton.cdiv(NUMEL, cfg['{p}BLOCK']),)",
         "    " + run_call(name, "grid", kernel_call(args, ["NUMEL"]),
-                         [("BLOCK", f"cfg['{p}BLOCK']")],
+                         [("BLOCK", f"cfg['{p}BLOCK']"), ("IDX", "_idx(NUMEL)")],
                          [("num_warps", f"cfg['{p}num_warps']")])])
     numel = prod(val(g.members[-1]).shape)
     return GroupCode(

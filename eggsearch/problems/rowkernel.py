@@ -56,19 +56,19 @@ class RowWriter:
     ROW = Index("rows", "rmask")
 
     def tile_lines(self, start: str) -> list[str]:
-        cols = "cols[None, :]" if self.inner_one else "cols[None, :].to(tl.int64) * I"
+        cols = "cols[None, :]" if self.inner_one else "cols[None, :].to(IDX) * I"
         return [f"cols = {start}tl.arange(0, BLOCK_C)", "cmask = cols < C",
                 "mask = rmask[:, None] & cmask[None, :]", f"flat = base[:, None] + {cols}"]
 
     def prologue(self) -> list[str]:
         if self.inner_one:
             return ["rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)",
-                    "rmask = rows < R", "rows = rows.to(tl.int64)", "base = rows * C"]
+                    "rmask = rows < R", "rows = rows.to(IDX)", "base = rows * C"]
         # Rows (o, i) with consecutive i are consecutive in memory: program (o, i-block), so
         # that the compiler sees the contiguity (no // or % on the row index) and coalesces.
         return ["i = tl.program_id(1) * BLOCK_R + tl.arange(0, BLOCK_R)", "rmask = i < I",
-                "o = tl.program_id(0).to(tl.int64)", "rows = o * I + i.to(tl.int64)",
-                "base = o * (C * I) + i.to(tl.int64)"]
+                "o = tl.program_id(0).to(IDX)", "rows = o * I + i.to(IDX)",
+                "base = o * (C * I) + i.to(IDX)"]
 
     # -- dependencies --------------------------------------------------------------------------
     def red_keys(self, node: Node) -> list:
@@ -367,7 +367,7 @@ def row_code(g: Group) -> GroupCode:
     gid = g.gid
     src = []
     for suffix, lines in (("one", one), ("loop", loop)):
-        src += [header(f"_g{gid}_{suffix}", w.args, named, ["BLOCK_R", "BLOCK_C"],
+        src += [header(f"_g{gid}_{suffix}", w.args, named, ["BLOCK_R", "BLOCK_C", "IDX"],
                        extra_ptrs=parts),
                 f'    """Row group {gid} ({suffix}): {ops_of(g)}."""',
                 *indent(prologue), *indent(lines), "", ""]
@@ -388,7 +388,8 @@ def row_code(g: Group) -> GroupCode:
              "    grid = " + ("(triton.cdiv(R, BR),)" if w.inner_one
                                  else "(R // I, triton.cdiv(I, BR))"),
              f"    kernel = _g{gid}_one if BC >= C else _g{gid}_loop",
-             "    " + run_call("kernel", "grid", main_call, [("BLOCK_R", "BR"), ("BLOCK_C", "BC")],
+             "    " + run_call("kernel", "grid", main_call,
+                                  [("BLOCK_R", "BR"), ("BLOCK_C", "BC"), ("IDX", "_idx(NUMEL)")],
                                   [("num_warps", f"cfg['{p}num_warps']")])]
     if fin_args is not None:
         fin_call = tensors + [f"o{n_main + k}" for k in range(len(w.total_outs))] + [

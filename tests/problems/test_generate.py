@@ -177,3 +177,28 @@ def test_a_convolutions_bias_is_added_in_the_fused_kernel(name):
     # only the final result is stored: the sizes that group norm reads off its view of the
     # convolution do not make the kernel write that view out
     assert fwd.count("_g0(") == 1 and re.search(r"^    n_\w+, = _g0\(", fwd, re.M)
+
+
+@pytest.mark.parametrize("name", ["21_conv2d_relu_biasadd.py", "23_conv2d_groupnorm_scale.py",
+                                  "09_sum_dim1.py"])
+def test_offsets_are_int32_where_they_fit_and_int64_otherwise(name, tmp_path):
+    import triton.language as tl
+
+    from eggsearch.problems.kernels import INDEX_SOURCE
+
+    ns = {"tl": tl}
+    exec(INDEX_SOURCE, ns)
+    assert ns["_idx"](2 ** 31 - 2 ** 24) is tl.int32
+    assert ns["_idx"](2 ** 31 - 2 ** 24 + 1) is tl.int64
+    problem = load_problem(HERE / "set" / name, small=True)
+    gen = build(problem, ENV)
+    assert INDEX_SOURCE in gen.source and "'IDX': _idx(NUMEL)" in gen.source
+    kernels = gen.source[gen.source.index("def _idx"):gen.source.index("# ---- the tuned")]
+    assert ".to(IDX)" in kernels
+    # no int64 offsets left: only argmax's int64 results
+    assert kernels.count(".to(tl.int64)") == kernels.count("axis=1).to(tl.int64)")
+    # the int64 path, forced at the SMALL sizes (the interpreter cannot allocate 2**31 elements)
+    wide = gen.source.replace("_INT32_NUMEL = 2 ** 31 - 2 ** 24", "_INT32_NUMEL = 0")
+    one_trial(problem, wide, tmp_path, "wide.py", seed=13)
+    one_trial(problem, with_config(wide, small_blocks(gen.config)), tmp_path, "wide_looped.py",
+              seed=14)
