@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from pathlib import Path
 
 import torch
@@ -183,7 +184,7 @@ def forward_source(plan: Plan, codes: dict[int, GroupCode]) -> tuple[str, list[s
     sizes = SizeNames(traced.placeholders, var_of)
     lines = ["def _forward(cfg, state, " + ", ".join(inputs) + "):",
              f"    {''.join(f'p{i}, ' for i in range(n_state))}= state" if n_state else "",
-             f"    _dev = {inputs[0]}.device"]
+             "_DEV"]
     for u in _units(plan, codes):
         if isinstance(u, Node):
             lines.append("    " + leftover_line(u, var_of))
@@ -195,6 +196,9 @@ def forward_source(plan: Plan, codes: dict[int, GroupCode]) -> tuple[str, list[s
         lines.append(f"    return {fmt(result[0], var_of)}")
     else:
         lines.append(f"    return {traced.output_kind}({fmt(list(result), var_of)})")
+    # the device, only where a leftover op takes one (a host cost on every call otherwise)
+    used = any(re.search(r"\b_dev\b", ln) for ln in lines)
+    lines[2] = f"    _dev = {inputs[0]}.device" if used else ""
     return "\n".join(ln for ln in lines if ln), inputs
 
 

@@ -144,8 +144,9 @@ def pointwise_code(g: Group) -> GroupCode:
     sizes = ["NUMEL"] + [n for n, _ in args.sizes]
     run = launcher(g.gid, [b for _, b in args.tensors], outputs, sizes, [
         f"    grid = (triton.cdiv(NUMEL, cfg['{p}BLOCK']),)",
+        "    IDX = _idx(NUMEL)",
         "    " + run_call(name, "grid", kernel_call(args, ["NUMEL"]),
-                         [("BLOCK", f"cfg['{p}BLOCK']"), ("IDX", "_idx(NUMEL)")],
+                         [("BLOCK", f"cfg['{p}BLOCK']"), ("IDX", "IDX")],
                          [("num_warps", f"cfg['{p}num_warps']")])])
     numel = prod(val(g.members[-1]).shape)
     return GroupCode(
@@ -231,7 +232,12 @@ def gemm_code(g: Group) -> GroupCode:
         f'    """GEMM group {g.gid}: {ops_of(g)}; C[bt] = A[bt] @ B[bt] with its epilogue."""',
         GEMM_BODY.format(dot=dot).rstrip("\n"), *indent(body.lines)]
     p = f"g{g.gid}_"
+    b_copy = fp32 and not _k_major(val(b))
     lines = [
+        # tf32 tensor-core MMAs take B contiguous along K; a B contiguous along N is copied
+        # so first when the config asks (the copy is part of the answer's time)
+        f"    if cfg['{p}B_K_MAJOR']:\n        tb = tb.transpose(-1, -2).contiguous()"
+        ".transpose(-1, -2)" if b_copy else None,
         "    M, K = ta.shape[-2], ta.shape[-1]",
         "    N = tb.shape[-1]",
         "    BT = ta.shape[0] if ta.dim() == 3 else 1",
@@ -245,10 +251,11 @@ def gemm_code(g: Group) -> GroupCode:
                           ("PRECISION", f"cfg['{p}PRECISION']")],
                          [("num_warps", f"cfg['{p}num_warps']"),
                           ("num_stages", f"cfg['{p}num_stages']")])]
+    lines = [line for line in lines if line is not None]
     run = launcher(g.gid, [x for _, x in args.tensors], outputs, [n for n, _ in args.sizes], lines,
                    first=["ta", "tb"])
     return GroupCode(g.gid, "gemm", "\n".join(src) + "\n\n\n" + run,
                      [a, b] + [x for _, x in args.tensors], args.sizes + out_sizes(outputs),
                      outputs, *gemm_space(val(a).dtype.itemsize, fp32, hint(out_shape[-2]),
                                           hint(out_shape[-1]), hint(val(a).shape[-1]),
-                                          b_k_major=_k_major(val(b))))
+                                          b_k_major=_k_major(val(b)), b_copy=b_copy))

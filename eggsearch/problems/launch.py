@@ -10,8 +10,9 @@ whether an answer wins.
 compiled kernel up on each call. The answer's ``_run`` keeps the compiled kernel that call
 returns under a key its call site writes out (each pointer's dtype and 16-byte alignment, every
 integer argument's value, the constexprs and launch options: what Triton specializes a
-compilation on, or finer) and later calls with the same key run the compiled kernel's launcher
-directly. The direct path is taken on the Triton version it was written against (3.6) and when
+compilation on, or finer) and later calls with the same key run the compiled kernel's C launch
+function directly (its Python wrapper, ``CompiledKernel.run``, where the kernel needs scratch
+memory). The direct path is taken on the Triton version it was written against (3.6) and when
 no launch hook is registered (a profiler); otherwise, and on the interpreter, every call is
 ``kernel[grid](...)``.
 """
@@ -29,6 +30,18 @@ _DIRECT = triton.__version__.startswith("3.6.") and not triton.knobs.runtime.int
 _DRIVER = []
 
 
+def _prepared(kernel, k):
+    """How to launch compiled kernel ``k`` again: its C launch function when it needs no
+    scratch memory (what ``k.run`` would call, without the Python frame), else ``k.run``."""
+    run = k.run
+    if (hasattr(run, "launch") and getattr(run, "global_scratch_size", 1) == 0
+            and getattr(run, "profile_scratch_size", 1) == 0):
+        return (kernel, run.launch, k.function,
+                (run.launch_cooperative_grid, run.launch_pdl, None, None, k.packed_metadata,
+                 None, None, None))
+    return kernel, run, k.function, (k.packed_metadata, None, None, None)
+
+
 def _run(kernel, grid, args, consts, options, key):
     """``kernel[grid](*args, **consts, **options)``. The compiled kernel is kept under ``key``
     (pointer dtypes and 16-byte alignments, integer values, constexprs, options: everything
@@ -42,17 +55,19 @@ def _run(kernel, grid, args, consts, options, key):
         drv = triton.runtime.driver.active
         _DRIVER.extend((drv.get_current_device, drv.get_current_stream))
     dev = _DRIVER[0]()
-    k = _COMPILED.get((kernel, dev, key))
-    if k is None:
+    # keyed by id: hashing a JITFunction hashes its source under a lock on every call
+    hit = _COMPILED.get((id(kernel), dev, key))
+    if hit is None or hit[0] is not kernel:
         k = kernel[grid](*args, **consts, **options)
         if hasattr(k, "packed_metadata") and hasattr(k, "function"):
             if len(_COMPILED) >= 1024:
                 _COMPILED.clear()
-            _COMPILED[(kernel, dev, key)] = k
+            _COMPILED[(id(kernel), dev, key)] = _prepared(kernel, k)
         return
+    _, launch, function, prefix = hit
     n = len(grid)
-    k.run(grid[0], grid[1] if n > 1 else 1, grid[2] if n > 2 else 1, _DRIVER[1](dev),
-          k.function, k.packed_metadata, None, None, None, *args, *consts.values())
+    launch(grid[0], grid[1] if n > 1 else 1, grid[2] if n > 2 else 1, _DRIVER[1](dev), function,
+           *prefix, *args, *consts.values())
 '''.strip()
 
 

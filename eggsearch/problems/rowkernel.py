@@ -388,8 +388,9 @@ def row_code(g: Group) -> GroupCode:
              "    grid = " + ("(triton.cdiv(R, BR),)" if w.inner_one
                                  else "(R // I, triton.cdiv(I, BR))"),
              f"    kernel = _g{gid}_one if BC >= C else _g{gid}_loop",
+             "    IDX = _idx(NUMEL)",
              "    " + run_call("kernel", "grid", main_call,
-                                  [("BLOCK_R", "BR"), ("BLOCK_C", "BC"), ("IDX", "_idx(NUMEL)")],
+                                  [("BLOCK_R", "BR"), ("BLOCK_C", "BC"), ("IDX", "IDX")],
                                   [("num_warps", f"cfg['{p}num_warps']")])]
     if fin_args is not None:
         fin_call = tensors + [f"o{n_main + k}" for k in range(len(w.total_outs))] + [
@@ -398,7 +399,7 @@ def row_code(g: Group) -> GroupCode:
                                       [("num_warps", "4")]))
     run = launcher(gid, [b for _, b in w.args.tensors], outputs, named + sizes, body)
     R, C = int(g.O * g.I), int(g.C)
-    tunables, seeds, constraints = row_space(R, C, int(g.I))
+    tunables, seeds, constraints = row_space(R, C, int(g.I), reduce_only=not w.full_outs)
     sizes_out = [("R", w.O * w.I), ("C", w.C), ("I", w.I), ("NUMEL", w.O * w.C * w.I)]
     return GroupCode(gid, "row", "\n".join(src) + "\n" + run, [b for _, b in w.args.tensors],
                      sizes_out + w.args.sizes + out_sizes(outputs), outputs, tunables, seeds,

@@ -24,11 +24,13 @@ def pointwise_space() -> tuple[dict, list[dict], list[dict]]:
     return tunables, seeds, constraints
 
 
-def gemm_space(elem_bytes: int, fp32: bool, M: int, N: int, K: int, b_k_major: bool = False
-               ) -> tuple[dict, list[dict], list[dict]]:
+def gemm_space(elem_bytes: int, fp32: bool, M: int, N: int, K: int, b_k_major: bool = False,
+               b_copy: bool = False) -> tuple[dict, list[dict], list[dict]]:
     """Tunables, expert seeds and constraints (sizes are the traced ones: the seeds and the
     oversized-tile rules depend on them; the kernel itself works at any size). ``b_k_major``:
-    B's elements are contiguous along K (a transposed weight, as ``nn.Linear`` has)."""
+    B's elements are contiguous along K (a transposed weight, as ``nn.Linear`` has).
+    ``b_copy``: the launcher can copy an N-contiguous B to a K-contiguous one first (tunable
+    ``B_K_MAJOR``; fp32, whose tf32 MMAs take B along K)."""
     tunables = {"BLOCK_M": {"pow2": [16, 256]}, "BLOCK_N": {"pow2": [16, 256]},
                 "BLOCK_K": {"pow2": [16, 128]}, "GROUP_M": {"choices": [1, 4, 8]},
                 "num_warps": {"pow2": [2, 8]}, "num_stages": {"int": [1, 5]},
@@ -55,6 +57,15 @@ def gemm_space(elem_bytes: int, fp32: bool, M: int, N: int, K: int, b_k_major: b
                   "num_stages": 3, "PRECISION": prec}
         wide = seeds.pop(1)  # 128x64x32 / 4 warps / 4 stages
         seeds[:0] = [wide, narrow] if b_k_major else [narrow, wide]
+    if b_copy:
+        # The copy reads and writes B once (K * N per batch) for M * K * N of work: it paid at
+        # M = 4096 on the H200 (4096^3: 1.91 ms copied with the K-contiguous tile, 2.51 as it
+        # is) and not at M = 512 (bmm 128 x 512x1024x512: 1.37 ms against 1.29), so the first
+        # seed copies where M >= 2048.
+        tunables["B_K_MAJOR"] = {"choices": [True, False]}
+        copied = {**wide, "B_K_MAJOR": True}
+        seeds = [{**s, "B_K_MAJOR": False} for s in seeds]
+        seeds.insert(0 if M >= 2048 else 1, copied)
     b = elem_bytes
     constraints = [
         {"name": "smem", "expr": f"num_stages * (BLOCK_M + BLOCK_N) * BLOCK_K * {b} "
@@ -69,13 +80,29 @@ def gemm_space(elem_bytes: int, fp32: bool, M: int, N: int, K: int, b_k_major: b
     return tunables, seeds, constraints
 
 
-def row_space(R: int, C: int, I: int) -> tuple[dict, list[dict], list[dict]]:
+def row_space(R: int, C: int, I: int, reduce_only: bool = False
+              ) -> tuple[dict, list[dict], list[dict]]:
+    """``reduce_only``: the group stores nothing row-sized (a sum, an argmax, a loss), so a
+    looped kernel reads the row once like a one-pass one, and keeping more programs resident
+    wins over holding the whole row in registers (4096 columns by 16 warps first, measured on
+    the H200 for argmax and the convolution's average pool:
+    ``experiments/results/2026-11-21-h200-session4.md``)."""
     tunables = {"BLOCK_R": {"pow2": [1, 128]}, "BLOCK_C": {"pow2": [16, 16384]},
                 "num_warps": {"pow2": [1, 16]}}
     cp = _next_pow2(C)
     seeds = []
     rp = _next_pow2(R)
-    if I == 1:
+    if I == 1 and reduce_only and cp > 4096:
+        seeds = [{"BLOCK_R": 1, "BLOCK_C": 4096, "num_warps": 16},
+                 {"BLOCK_R": 1, "BLOCK_C": min(cp, 16384), "num_warps": 16},
+                 {"BLOCK_R": 2, "BLOCK_C": 1024, "num_warps": 4}]
+    elif I == 1 and cp > 16384:
+        # A row too long to hold is walked several times anyway: blocks of 4096 by 8 warps
+        # (group norm's 127008-column rows on the H200: 1.05 ms against 1.39 at 16384 / 16)
+        seeds = [{"BLOCK_R": 1, "BLOCK_C": 4096, "num_warps": 8},
+                 {"BLOCK_R": 1, "BLOCK_C": 16384, "num_warps": 16},
+                 {"BLOCK_R": 2, "BLOCK_C": 1024, "num_warps": 4}]
+    elif I == 1:
         for bc in (min(cp, 16384), min(cp, 4096), min(cp, 1024)):
             bc = max(16, bc)
             br = max(1, min(16, 2048 // bc, rp))

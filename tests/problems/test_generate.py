@@ -129,16 +129,21 @@ def test_outputs_shaped_like_an_input_are_allocated_with_empty_like(name, like):
     assert ("o0 = torch.empty(o0_shape" in source) == (not like)
 
 
-@pytest.mark.parametrize("name, tile", [("01_matmul.py", (128, 32, 64)),
+@pytest.mark.parametrize("name, tile", [("01_matmul.py", (128, 64, 32)),
                                         ("16_bmm.py", (128, 32, 64)),
                                         ("02_matmul_transposed_b.py", (128, 64, 32)),
                                         ("10_gemm_bias_relu.py", (128, 64, 32))])
 def test_fp32_gemm_default_tile_follows_the_layout_of_b(name, tile):
-    # measured on an H200: narrow N tiles where B is contiguous along N, wider ones where B is a
-    # transposed (K-contiguous) weight; at the GPU sizes, where the seeds' tiles fit
-    config = build(load_problem(HERE / "set" / name, small=False), hardware_env("cpu")).config
+    # measured on an H200: wider N tiles where B is contiguous along K (a transposed weight, or
+    # B copied so), narrow ones where B stays contiguous along N; at the GPU sizes
+    gen = build(load_problem(HERE / "set" / name, small=False), hardware_env("cpu"))
+    config = gen.config
     assert (config["g0_BLOCK_M"], config["g0_BLOCK_N"], config["g0_BLOCK_K"]) == tile
     assert config["g0_PRECISION"] == "tf32x3"
+    if config.get("g0_B_K_MAJOR"):  # the next seed keeps B as it is, with the narrow tile
+        second = gen.space["seeds"][1]
+        assert second["g0_B_K_MAJOR"] is False
+        assert (second["g0_BLOCK_M"], second["g0_BLOCK_N"], second["g0_BLOCK_K"]) == (128, 32, 64)
 
 
 def test_uncovered_problem_gets_no_answer(tmp_path):
@@ -192,7 +197,8 @@ def test_offsets_are_int32_where_they_fit_and_int64_otherwise(name, tmp_path):
     assert ns["_idx"](2 ** 31 - 2 ** 24 + 1) is tl.int64
     problem = load_problem(HERE / "set" / name, small=True)
     gen = build(problem, ENV)
-    assert INDEX_SOURCE in gen.source and "'IDX': _idx(NUMEL)" in gen.source
+    assert INDEX_SOURCE in gen.source and "    IDX = _idx(NUMEL)" in gen.source
+    assert "'IDX': IDX" in gen.source
     kernels = gen.source[gen.source.index("def _idx"):gen.source.index("# ---- the tuned")]
     assert ".to(IDX)" in kernels
     # no int64 offsets left: only argmax's int64 results
@@ -202,3 +208,33 @@ def test_offsets_are_int32_where_they_fit_and_int64_otherwise(name, tmp_path):
     one_trial(problem, wide, tmp_path, "wide.py", seed=13)
     one_trial(problem, with_config(wide, small_blocks(gen.config)), tmp_path, "wide_looped.py",
               seed=14)
+
+
+@pytest.mark.parametrize("name, copy", [("01_matmul.py", True), ("16_bmm.py", False)])
+def test_fp32_gemm_may_copy_an_n_contiguous_b_to_k_contiguous(name, copy, tmp_path):
+    # tf32 tensor-core MMAs take B contiguous along K: a B contiguous along N (plain matmul,
+    # bmm) may be copied first; by default where A has many rows (01: M = 4096; not 16's
+    # M = 512, where the copy costs more than it saves)
+    full = build(load_problem(HERE / "set" / name, small=False), ENV)
+    assert full.config["g0_B_K_MAJOR"] is copy
+    assert full.space["params"]["g0_B_K_MAJOR"] == {"choices": [True, False]}
+    problem = load_problem(HERE / "set" / name, small=True)
+    gen = build(problem, ENV)
+    assert "tb = tb.transpose(-1, -2).contiguous().transpose(-1, -2)" in gen.source
+    for copy in (True, False):
+        source = with_config(gen.source, {**gen.config, "g0_B_K_MAJOR": copy})
+        one_trial(problem, source, tmp_path, f"copy_{copy}.py", seed=15)
+    # a B that already is K-contiguous (a linear layer's weight) is never copied
+    gen = build(load_problem(HERE / "set" / "02_matmul_transposed_b.py", small=True), ENV)
+    assert "g0_B_K_MAJOR" not in gen.config and "tb = tb" not in gen.source
+
+
+@pytest.mark.parametrize("name, blocks", [
+    ("22_conv2d_gelu_avgpool.py", (1, 4096, 16)),     # stores one value per row: loop
+    ("11_argmax.py", (1, 4096, 16)),
+    ("23_conv2d_groupnorm_scale.py", (1, 4096, 8)),   # rows too long to hold: loop
+    ("05_softmax.py", (1, 8192, 16)),                 # stores whole rows: hold one in registers
+])
+def test_row_default_blocks_follow_what_the_group_stores(name, blocks):
+    config = build(load_problem(HERE / "set" / name, small=False), ENV).config
+    assert (config["g0_BLOCK_R"], config["g0_BLOCK_C"], config["g0_num_warps"]) == blocks

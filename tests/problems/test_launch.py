@@ -9,26 +9,41 @@ import pytest
 from eggsearch.problems.launch import LAUNCH_SOURCE, run_call
 
 
-class FakeCompiled:
-    def __init__(self, log):
+class FakeLauncher:
+    """Stands in for Triton 3.6's CudaLauncher: ``launch`` is the C function it wraps."""
+
+    def __init__(self, log, scratch):
         self.log = log
+        self.global_scratch_size = scratch
+        self.profile_scratch_size = 0
+        self.launch_cooperative_grid = "coop"
+        self.launch_pdl = "pdl"
+
+    def __call__(self, *args):
+        self.log.append(("run", args))
+
+    def launch(self, *args):
+        self.log.append(("launch", args))
+
+
+class FakeCompiled:
+    def __init__(self, log, scratch):
         self.function = "fn"
         self.packed_metadata = "meta"
-
-    def run(self, *args):
-        self.log.append(("direct", args))
+        self.run = FakeLauncher(log, scratch)
 
 
 class FakeKernel:
     """Stands in for a JITFunction: ``kernel[grid](...)`` logs and returns a compiled kernel."""
 
-    def __init__(self):
+    def __init__(self, scratch=0):
         self.log = []
+        self.scratch = scratch
 
     def __getitem__(self, grid):
         def call(*args, **kwargs):
             self.log.append(("jit", grid, args, kwargs))
-            return FakeCompiled(self.log)
+            return FakeCompiled(self.log, self.scratch)
         return call
 
 
@@ -51,16 +66,34 @@ def launch(ns, kernel, ptr_low_bits=0, numel=4096):
                ("dtype", ptr_low_bits, numel, 512, 4))
 
 
-def test_second_call_with_the_same_key_runs_the_launcher_directly():
+def test_second_call_with_the_same_key_runs_the_c_launch_function_directly():
     ns, kernel = namespace(), FakeKernel()
     launch(ns, kernel)
     launch(ns, kernel)
-    assert [e[0] for e in kernel.log] == ["jit", "direct"]
+    assert [e[0] for e in kernel.log] == ["jit", "launch"]
     assert kernel.log[0][1:] == ((8,), ("x", "y", 4096), {"BLOCK": 512, "num_warps": 4})
-    # grid padded to 3-D, the current stream, the compiled kernel's handles, no hooks, then
-    # every argument in signature order (the constexprs last), as Triton's own launch passes
+    # grid padded to 3-D, the current stream, the function, the launch flags, no scratch, the
+    # metadata, no hooks, then every argument in signature order (the constexprs last): what
+    # CudaLauncher.__call__ passes to it
+    assert kernel.log[1][1] == (8, 1, 1, 1234, "fn", "coop", "pdl", None, None, "meta", None,
+                                None, None, "x", "y", 4096, 512)
+
+
+def test_a_kernel_that_needs_scratch_memory_goes_through_its_launcher_object():
+    ns, kernel = namespace(), FakeKernel(scratch=128)
+    launch(ns, kernel)
+    launch(ns, kernel)
+    assert [e[0] for e in kernel.log] == ["jit", "run"]
     assert kernel.log[1][1] == (8, 1, 1, 1234, "fn", "meta", None, None, None,
                                 "x", "y", 4096, 512)
+
+
+def test_the_cache_is_per_kernel():
+    ns, a, b = namespace(), FakeKernel(), FakeKernel()
+    for k in (a, b, a, b):
+        launch(ns, k)
+    for k in (a, b):
+        assert [e[0] for e in k.log] == ["jit", "launch"]
 
 
 @pytest.mark.parametrize("change", [{"ptr_low_bits": 8}, {"numel": 4097}])
@@ -69,7 +102,7 @@ def test_a_different_specialization_goes_through_triton_again(change):
     launch(ns, kernel)
     launch(ns, kernel, **change)
     launch(ns, kernel, **change)
-    assert [e[0] for e in kernel.log] == ["jit", "jit", "direct"]
+    assert [e[0] for e in kernel.log] == ["jit", "jit", "launch"]
 
 
 @pytest.mark.parametrize("kw", [{"version": "3.5.1"}, {"interpret": True},
