@@ -18,6 +18,9 @@ For each problem (full sizes, fp32) it writes the offline answer and, in this on
   expert seeds first, then the feasible configurations nearest the default), each checked against
   eager first; a wrong one is reported and not timed.
 
+With ``--profile`` it also lists the kernels eager and the default answer run, each with its
+device time per call (``torch.profiler``).
+
 It ends with a micro-benchmark of Triton's launch path: the host time of ``kernel[grid](...)``
 against calling the compiled kernel's launcher directly, for an empty kernel with the argument
 count of a typical generated kernel.
@@ -65,6 +68,25 @@ def host_us(fn, reps: int = 50) -> float:
     return statistics.median(out)
 
 
+def kernel_times(fn, calls: int = 5) -> list[dict]:
+    """The GPU kernels one call runs (torch.profiler), each with its mean device time per call."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    rows = []
+    for e in prof.key_averages():
+        us = getattr(e, "device_time_total", getattr(e, "cuda_time_total", 0.0))
+        if us > 0 and e.count >= calls:
+            rows.append({"kernel": e.key[:90], "us_per_call": us / calls,
+                         "launches_per_call": e.count / calls})
+    return sorted(rows, key=lambda r: -r["us_per_call"])
+
+
 def measure(fn, device: str) -> dict:
     """The protocol's time and, on a GPU, the back-to-back time and the host time."""
     t = timing.time_forward(fn, device)
@@ -106,7 +128,8 @@ def candidate_configs(gen, env: dict, n: int, seed: int = 0) -> list[dict]:
     return unique[:n]
 
 
-def probe_problem(path: Path, env: dict, n_configs: int, tmp: Path, device: str) -> dict:
+def probe_problem(path: Path, env: dict, n_configs: int, tmp: Path, device: str,
+                  profile: bool = False) -> dict:
     problem = load_problem(path, device == "cpu")
     gen = build(problem, env)
     answer_path = tmp / path.name
@@ -125,6 +148,8 @@ def probe_problem(path: Path, env: dict, n_configs: int, tmp: Path, device: str)
     expected = call(ref)()
     row = {"problem": path.stem, "groups": list(gen.groups), "eager": measure(call(ref), device),
            "configs": []}
+    if profile and device != "cpu":
+        row["eager"]["kernels"] = kernel_times(call(ref))
     for cfg in candidate_configs(gen, env, n_configs):
         mod.CONFIG = cfg
         entry = {"config": cfg}
@@ -146,6 +171,8 @@ def probe_problem(path: Path, env: dict, n_configs: int, tmp: Path, device: str)
             mod._DIRECT = False  # the same answer through kernel[grid](...) on every call
             entry["jit_path"] = measure(call(new), device)
             mod._DIRECT = direct
+            if profile and device != "cpu":
+                entry["kernels"] = kernel_times(call(new))
         row["configs"].append(entry)
         print(f"  {path.stem} {cfg} -> {entry.get('protocol_ms', entry.get('error'))}",
               flush=True)
@@ -191,6 +218,8 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=ROOT / "tests" / "problems" / "set")
     parser.add_argument("--configs", type=int, default=8)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--profile", action="store_true",
+                        help="also list eager's and the default answer's kernels (torch.profiler)")
     parser.add_argument("--dry-run", action="store_true",
                         help="SMALL sizes on the CPU interpreter (checks the script only)")
     args = parser.parse_args()
@@ -212,7 +241,8 @@ def main() -> None:
             report["launch"] = {"error": f"{type(exc).__name__}: {exc}"}
     print("launch path:", report["launch"], flush=True)
     for path in files:
-        report["problems"].append(probe_problem(path, env, args.configs, tmp, device))
+        report["problems"].append(probe_problem(path, env, args.configs, tmp, device,
+                                                 args.profile))
         args.out.write_text(json.dumps(report, indent=1))
     print(f"\n{'problem':28} {'which':8} {'protocol':>9} {'b2b':>8} {'host us':>8}  config")
     for row in report["problems"]:
@@ -229,6 +259,12 @@ def main() -> None:
                 j = c["jit_path"]
                 print(f"{'':28} {'(jit)':8} {j['protocol_ms']:9.4f} {j['back_to_back_ms']:8.4f} "
                       f"{j['host_us']:8.1f}  the same through kernel[grid](...)")
+    for row in report["problems"]:
+        for who, kernels in [("eager", row["eager"].get("kernels"))] + [
+                ("answer", c.get("kernels")) for c in row["configs"][:1]]:
+            for k in kernels or []:
+                print(f"{row['problem']:28} {who:8} {k['us_per_call']:9.1f} us "
+                      f"x{k['launches_per_call']:.0f}  {k['kernel']}")
 
 
 if __name__ == "__main__":
