@@ -128,9 +128,12 @@ class Body:
         if index.last is not None and p.inner_is_one and sympy.simplify(
                 p.size - index.last_size) == 0:
             return index.last, index.last_mask
-        if index.row is not None and p.size_is_all and sympy.simplify(
-                p.inner - index.row_inner) == 0:
-            return index.row, index.row_mask
+        if index.row is not None and sympy.simplify(p.inner - index.row_inner) == 0:
+            # constant along each row (a per-channel bias over rows of H * W): one load per
+            # row, no per-element division
+            if p.size_is_all:
+                return index.row, index.row_mask
+            return f"({index.row} % {self.args.size(p.size, 'size')})", index.row_mask
         flat = index.flat
         if not p.inner_is_one:
             flat = f"({flat} // {self.args.size(p.inner, 'inner')})"

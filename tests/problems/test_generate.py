@@ -238,3 +238,11 @@ def test_fp32_gemm_may_copy_an_n_contiguous_b_to_k_contiguous(name, copy, tmp_pa
 def test_row_default_blocks_follow_what_the_group_stores(name, blocks):
     config = build(load_problem(HERE / "set" / name, small=False), ENV).config
     assert (config["g0_BLOCK_R"], config["g0_BLOCK_C"], config["g0_num_warps"]) == blocks
+
+
+def test_a_per_channel_operand_over_rows_of_one_channel_is_loaded_once_per_row():
+    # 22: rows are (batch, channel) planes of H * W, the bias is per channel: it is read at
+    # rows % channels, with no per-element division
+    gen = build(load_problem(HERE / "set" / "22_conv2d_gelu_avgpool.py", small=True), ENV)
+    assert "(rows[:, None] % size0), mask=rmask[:, None]" in gen.source
+    assert "//" not in gen.source[gen.source.index("def _g0_one"):gen.source.index("def _g0(")]
