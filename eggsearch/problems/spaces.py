@@ -109,7 +109,13 @@ def row_space(R: int, C: int, I: int, reduce_only: bool = False
             seeds.append({"BLOCK_R": br, "BLOCK_C": bc,
                           "num_warps": max(1, min(16, br * bc // 512))})
     else:
-        for br, bc in ((64, 64), (32, 128), (16, 32)):
+        # rows along I (a reduction over a middle dimension): 64 rows x 32 columns where the
+        # reduced dimension is long (sum and min over 1024 of [64, 1024, 1024] on the H200:
+        # 0.074-0.078 ms against 0.080-0.086 at 64 x 64), 64 x 64 where it is short
+        # (rmsnorm over 64 channels)
+        tiles = ((64, 32), (64, 64), (32, 128), (16, 32)) if cp > 64 else (
+            (64, 64), (32, 128), (16, 32))
+        for br, bc in tiles:
             br, bc = max(1, min(br, rp)), max(16, min(bc, cp))
             seeds.append({"BLOCK_R": br, "BLOCK_C": bc,
                           "num_warps": max(1, min(8, br * bc // 256))})

@@ -234,6 +234,8 @@ def test_fp32_gemm_may_copy_an_n_contiguous_b_to_k_contiguous(name, copy, tmp_pa
     ("11_argmax.py", (1, 4096, 16)),
     ("23_conv2d_groupnorm_scale.py", (1, 4096, 8)),   # rows too long to hold: loop
     ("05_softmax.py", (1, 8192, 16)),                 # stores whole rows: hold one in registers
+    ("09_sum_dim1.py", (64, 32, 8)),                  # rows along I, a long reduced dimension
+    ("08_rmsnorm.py", (64, 64, 8)),                   # rows along I, 64 channels
 ])
 def test_row_default_blocks_follow_what_the_group_stores(name, blocks):
     config = build(load_problem(HERE / "set" / name, small=False), ENV).config
