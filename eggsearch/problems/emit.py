@@ -182,23 +182,23 @@ def forward_source(plan: Plan, codes: dict[int, GroupCode]) -> tuple[str, list[s
         if node.op == "call_function":
             var_of[node] = f"n_{node.name}"
     sizes = SizeNames(traced.placeholders, var_of)
-    lines = ["def _forward(cfg, state, " + ", ".join(inputs) + "):",
-             f"    {''.join(f'p{i}, ' for i in range(n_state))}= state" if n_state else "",
-             "_DEV"]
+    body = []
     for u in _units(plan, codes):
         if isinstance(u, Node):
-            lines.append("    " + leftover_line(u, var_of))
+            body.append("    " + leftover_line(u, var_of))
         else:
-            lines.append("    " + group_call(codes[u.gid], var_of, sizes))
+            body.append("    " + group_call(codes[u.gid], var_of, sizes))
     out = [n for n in traced.nodes if n.op == "output"][0]
     result = out.args[0] if isinstance(out.args[0], (list, tuple)) else [out.args[0]]
     if traced.output_kind == "tensor":
-        lines.append(f"    return {fmt(result[0], var_of)}")
+        body.append(f"    return {fmt(result[0], var_of)}")
     else:
-        lines.append(f"    return {traced.output_kind}({fmt(list(result), var_of)})")
+        body.append(f"    return {traced.output_kind}({fmt(list(result), var_of)})")
     # the device, only where a leftover op takes one (a host cost on every call otherwise)
-    used = any(re.search(r"\b_dev\b", ln) for ln in lines)
-    lines[2] = f"    _dev = {inputs[0]}.device" if used else ""
+    used = any(re.search(r"\b_dev\b", ln) for ln in body)
+    lines = ["def _forward(cfg, state, " + ", ".join(inputs) + "):",
+             f"    {''.join(f'p{i}, ' for i in range(n_state))}= state" if n_state else "",
+             f"    _dev = {inputs[0]}.device" if used else "", *body]
     return "\n".join(ln for ln in lines if ln), inputs
 
 

@@ -233,11 +233,11 @@ def gemm_code(g: Group) -> GroupCode:
         GEMM_BODY.format(dot=dot).rstrip("\n"), *indent(body.lines)]
     p = f"g{g.gid}_"
     b_copy = fp32 and not _k_major(val(b))
-    lines = [
-        # tf32 tensor-core MMAs take B contiguous along K; a B contiguous along N is copied
-        # so first when the config asks (the copy is part of the answer's time)
-        f"    if cfg['{p}B_K_MAJOR']:\n        tb = tb.transpose(-1, -2).contiguous()"
-        ".transpose(-1, -2)" if b_copy else None,
+    # tf32 tensor-core MMAs take B contiguous along K; a B contiguous along N is copied so
+    # first when the config asks (the copy is part of the answer's time)
+    lines = [f"    if cfg['{p}B_K_MAJOR']:",
+             "        tb = tb.transpose(-1, -2).contiguous().transpose(-1, -2)"] if b_copy else []
+    lines += [
         "    M, K = ta.shape[-2], ta.shape[-1]",
         "    N = tb.shape[-1]",
         "    BT = ta.shape[0] if ta.dim() == 3 else 1",
@@ -251,7 +251,6 @@ def gemm_code(g: Group) -> GroupCode:
                           ("PRECISION", f"cfg['{p}PRECISION']")],
                          [("num_warps", f"cfg['{p}num_warps']"),
                           ("num_stages", f"cfg['{p}num_stages']")])]
-    lines = [line for line in lines if line is not None]
     run = launcher(g.gid, [x for _, x in args.tensors], outputs, [n for n, _ in args.sizes], lines,
                    first=["ta", "tb"])
     return GroupCode(g.gid, "gemm", "\n".join(src) + "\n\n\n" + run,

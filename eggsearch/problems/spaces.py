@@ -92,15 +92,12 @@ def row_space(R: int, C: int, I: int, reduce_only: bool = False
     cp = _next_pow2(C)
     seeds = []
     rp = _next_pow2(R)
-    if I == 1 and reduce_only and cp > 4096:
-        seeds = [{"BLOCK_R": 1, "BLOCK_C": 4096, "num_warps": 16},
+    if I == 1 and (reduce_only and cp > 4096 or cp > 16384):
+        # Looped first, in blocks of 4096: by 16 warps where nothing row-sized is stored, by 8
+        # where a row too long to hold is walked several times anyway (group norm's
+        # 127008-column rows on the H200: 1.05 ms against 1.39 at 16384 / 16)
+        seeds = [{"BLOCK_R": 1, "BLOCK_C": 4096, "num_warps": 16 if reduce_only else 8},
                  {"BLOCK_R": 1, "BLOCK_C": min(cp, 16384), "num_warps": 16},
-                 {"BLOCK_R": 2, "BLOCK_C": 1024, "num_warps": 4}]
-    elif I == 1 and cp > 16384:
-        # A row too long to hold is walked several times anyway: blocks of 4096 by 8 warps
-        # (group norm's 127008-column rows on the H200: 1.05 ms against 1.39 at 16384 / 16)
-        seeds = [{"BLOCK_R": 1, "BLOCK_C": 4096, "num_warps": 8},
-                 {"BLOCK_R": 1, "BLOCK_C": 16384, "num_warps": 16},
                  {"BLOCK_R": 2, "BLOCK_C": 1024, "num_warps": 4}]
     elif I == 1:
         for bc in (min(cp, 16384), min(cp, 4096), min(cp, 1024)):
