@@ -66,9 +66,10 @@ class Index:
 
     flat: str
     mask: str
-    last: str | None = None          # offset for inner == 1, size == the last extent
+    last: str | None = None          # offset for inner == last_inner, size == last_size
     last_size: object = None
     last_mask: str | None = None
+    last_inner: object = 1           # 1: the last extent; a convolution's H * W: its channel
     row: str | None = None           # offset for size * inner == numel, inner == row length
     row_inner: object = None
     row_mask: str | None = None
@@ -125,7 +126,8 @@ class Body:
         return self.loads[key]
 
     def _offset(self, p: Pattern, index: Index) -> tuple[str, str]:
-        if index.last is not None and p.inner_is_one and sympy.simplify(
+        if index.last is not None and (p.inner_is_one if index.last_inner == 1 else sympy.simplify(
+                p.inner - index.last_inner) == 0) and sympy.simplify(
                 p.size - index.last_size) == 0:
             return index.last, index.last_mask
         if index.row is not None and sympy.simplify(p.inner - index.row_inner) == 0:

@@ -225,6 +225,7 @@ def module_source(problem_path: Path, plan: Plan, codes: dict[int, GroupCode], c
         HELPERS.strip(),
         LAUNCH_SOURCE,
         INDEX_SOURCE,
+        *dict.fromkeys(h for c in codes.values() for h in c.helpers),
         *[c.source for c in codes.values()],
         "# ---- the tuned configuration ----",
         f"CONFIG = {config!r}",

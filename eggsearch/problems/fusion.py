@@ -4,6 +4,7 @@ Groups are grown greedily in graph order:
 
 * ``gemm``: ``mm``/``addmm``/``bmm`` and the chain of pointwise ops on its output (bias,
   activations, scaling, clamps, residual adds...), computed on the accumulator tile.
+* ``conv``: a 2-D ``convolution`` as an implicit GEMM, with the same kind of epilogue.
 * ``row``: reductions over one contiguous block of dimensions (``O x C x I``: reduce ``C``),
   with the pointwise ops before and after them, including values broadcast back over the row
   (softmax, log-softmax, layer/RMS/group norm, normalize, cross-entropy's pick of the target)
@@ -15,7 +16,8 @@ every other input is a tensor the kernel can index (:mod:`eggsearch.problems.bro
 does not itself depend on the group, and (for full-size values) no per-total value is needed;
 a per-row value computed only from outside tensors (cross-entropy's ``target != ignore_index``)
 joins the latest row group with the same rows.
-Anything else (a convolution, a permute...) stays a PyTorch op between kernels.
+Anything else (a transposed or grouped convolution, a permute...) stays a PyTorch op between
+kernels.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from eggsearch.problems.reductions import REDUCE_OPS, domain_of, parse_reduction
 
 GEMM_OPS = {"aten.mm", "aten.addmm", "aten.bmm"}
 RANK = {"total": 0, "row": 1, "full": 2}
-PREFER = {"row": 0, "gemm": 1, "pointwise": 2}  # which producer's group a consumer joins first
+# which producer's group a consumer joins first
+PREFER = {"row": 0, "gemm": 1, "conv": 1, "pointwise": 2}
 
 
 @dataclass
@@ -59,7 +62,7 @@ SIZE_OPS = {"aten.sym_size", "aten.sym_stride", "aten.sym_numel", "aten.sym_stor
 @dataclass(eq=False)
 class Group:
     gid: int
-    kind: str                                  # "pointwise", "row" or "gemm"
+    kind: str                                  # "pointwise", "row", "gemm" or "conv"
     members: list[Node] = field(default_factory=list)
     kinds: dict[Node, str] = field(default_factory=dict)
     eff: dict[Node, tuple] = field(default_factory=dict)
@@ -70,7 +73,7 @@ class Group:
     I: int = 1
     domain: Node | None = None                 # row: the first reduction's source
     domain_dims: tuple[int, int] = (0, 0)      # row: the reduced block [a, b) of its shape
-    anchor: Node | None = None                 # gemm: the mm/addmm/bmm node
+    anchor: Node | None = None                 # gemm, conv: the mm/addmm/bmm/convolution
     fused: dict = field(default_factory=dict)  # every group's members (shared)
 
     @property
@@ -266,9 +269,8 @@ class Partitioner:
         shape = shape_hint(src)
         everything = dims is None or len(shape) == 0 or set(dims) == set(range(len(shape)))
         g = self.group_of.get(src)
-        if g is not None and g.kind != "gemm" and self._reduce_into(node, g, op, src, dims,
-                                                                     everything, correction,
-                                                                     index):
+        if g is not None and g.kind not in ("gemm", "conv") and self._reduce_into(
+                node, g, op, src, dims, everything, correction, index):
             return True
         domain = domain_of(shape, dims, everything)
         if domain is None:
@@ -358,8 +360,9 @@ class Partitioner:
             if node.op != "call_function" or node in self.group_of:
                 continue
             name = op_name(node)
-            if name in GEMM_OPS and _gemm_ok(node):
-                g = self._new("gemm")
+            if (name in GEMM_OPS and _gemm_ok(node)
+                    or name == "aten.convolution" and conv_params(node) is not None):
+                g = self._new("gemm" if name in GEMM_OPS else "conv")
                 g.anchor = node
                 g.full_numel = numel_hint(node)
                 self._place(node, g, "full")
@@ -400,6 +403,23 @@ def _gemm_ok(node: Node) -> bool:
                                                tuple(val(node).shape)) is None:
             return False
     return all(isinstance(x, Node) for x in (a, b))
+
+
+def conv_params(node: Node) -> tuple[list[int], list[int], list[int]] | None:
+    """(stride, padding, dilation) of a convolution :mod:`eggsearch.problems.convkernel` can
+    generate (2-D, ``groups == 1``, not transposed, no bias: :mod:`eggsearch.problems.graph`
+    traces a bias as an add after it; integer geometry; a floating dtype), else None."""
+    x, w, bias, stride, padding, dilation, transposed, _out_pad, groups = node.args
+    if not (isinstance(x, Node) and isinstance(w, Node)) or bias is not None or transposed:
+        return None
+    if groups != 1 or val(x).dim() != 4 or val(w).dim() != 4:
+        return None
+    if not val(x).dtype.is_floating_point or val(w).dtype != val(x).dtype:
+        return None
+    params = [list(stride), list(padding), list(dilation)]
+    if not all(len(p) == 2 and all(type(v) is int for v in p) for p in params):
+        return None
+    return params[0], params[1], params[2]
 
 
 def partition(traced: Traced) -> Plan:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from eggsearch.errors import UsageError
 from eggsearch.problems.anticheat import OpRecorder, computing, forbidden_calls
+from eggsearch.problems.convkernel import conv_code
 from eggsearch.problems.emit import module_source
 from eggsearch.problems.fusion import Plan, describe, partition
 from eggsearch.problems.graph import Traced, op_name, trace
@@ -39,7 +40,8 @@ class Generated:
 
 
 def group_code(g) -> GroupCode:
-    return {"gemm": gemm_code, "row": row_code, "pointwise": pointwise_code}[g.kind](g)
+    return {"gemm": gemm_code, "conv": conv_code, "row": row_code,
+            "pointwise": pointwise_code}[g.kind](g)
 
 
 def reference_ops(problem: ProblemModule) -> list[str]:

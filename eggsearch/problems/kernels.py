@@ -38,6 +38,7 @@ class GroupCode:
     tunables: dict = field(default_factory=dict)  # name -> search-space entry
     seeds: list[dict] = field(default_factory=list)
     constraints: list[dict] = field(default_factory=list)
+    helpers: list[str] = field(default_factory=list)  # module-level source it needs (shared)
 
 
 def prod(sizes) -> object:

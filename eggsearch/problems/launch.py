@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-TENSOR_NAME = re.compile(r"(t\d+|o\d+|part\d+|ta|tb)")
+TENSOR_NAME = re.compile(r"(t\d+|o\d+|part\d+|ta|tb|tb_lo)")
 
 LAUNCH_SOURCE = '''
 # ---- launching: Triton's launch, without its per-call argument binding ----
@@ -74,8 +74,9 @@ def _run(kernel, grid, args, consts, options, key):
 def run_call(kernel: str, grid: str, args: list[str], consts: list[tuple[str, str]],
              options: list[tuple[str, str]]) -> str:
     """The ``_run`` statement of one launch. ``args`` are the kernel's positional arguments in
-    its signature's order (tensors named ``t<i>``/``o<k>``/``part<j>``/``ta``/``tb``, every other
-    one an integer expression), ``consts`` its constexprs in signature order (they come last)."""
+    its signature's order (tensors named ``t<i>``/``o<k>``/``part<j>``/``ta``/``tb``/``tb_lo``,
+    every other one an integer expression), ``consts`` its constexprs in signature order (they
+    come last)."""
     key = []
     for a in args:
         if TENSOR_NAME.fullmatch(a):

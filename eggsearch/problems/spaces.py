@@ -80,6 +80,45 @@ def gemm_space(elem_bytes: int, fp32: bool, M: int, N: int, K: int, b_k_major: b
     return tunables, seeds, constraints
 
 
+def conv_space(elem_bytes: int, fp32: bool, M: int, N: int, C: int
+               ) -> tuple[dict, list[dict], list[dict]]:
+    """A convolution's implicit GEMM (:mod:`eggsearch.problems.convkernel`): the GEMM's tunables
+    and constraints with ``BLOCK_K`` over the ``C`` input channels of one tap (it is never
+    deeper than ``C`` rounded up to 16), ``M`` output pixels and ``N`` output channels. Its
+    seeds favour tall tiles: ``N`` is a layer's channel count, often 64 or less, and ``M`` is
+    every output pixel of the batch. ``A_M_FAST`` picks the orientation A's tile is loaded in
+    (pixels or channels along the fast axis); fp32's ``W_SPLIT`` splits the weight into TF32
+    parts once per call instead of both tiles on every step.
+
+    Measured on the H200 for problems 21-23's convolution
+    (``experiments/results/2026-11-21-h200-session5-conv-variants.txt``): 128x64x16 / 4 warps
+    / 2 stages with the weight split and channels along the fast axis took 0.318 ms, against
+    0.703 with Triton's own tf32x3 and 1.009 with pixels along the fast axis (cuDNN: 0.560)."""
+    tunables, _, constraints = gemm_space(elem_bytes, fp32, M, N, C)
+    tunables["A_M_FAST"] = {"choices": [False, True]}
+    if fp32:
+        tunables["W_SPLIT"] = {"choices": [True, False]}
+        constraints.append({"name": "weight_split_is_tf32x3",
+                            "expr": "not W_SPLIT or PRECISION == 'tf32x3'"})
+    prec = "tf32x3" if fp32 else "ieee"
+    bk = max(16, min(32, _next_pow2(C)))
+    bn = max(16, min(64, _next_pow2(N)))
+    seeds = [{"BLOCK_M": 128, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8, "num_warps": 4,
+              "num_stages": 2, "PRECISION": prec},
+             {"BLOCK_M": 128, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8, "num_warps": 4,
+              "num_stages": 3, "PRECISION": prec},
+             {"BLOCK_M": 64, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8, "num_warps": 4,
+              "num_stages": 2, "PRECISION": prec},
+             {"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 16, "GROUP_M": 8, "num_warps": 4,
+              "num_stages": 2, "PRECISION": prec},
+             {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "GROUP_M": 1, "num_warps": 2,
+              "num_stages": 1, "PRECISION": prec}]
+    seeds = [{**s, "A_M_FAST": False, **({"W_SPLIT": True} if fp32 else {})} for s in seeds]
+    if fp32:  # Triton's own tf32x3, for comparison
+        seeds.insert(2, {**seeds[0], "W_SPLIT": False})
+    return tunables, seeds, constraints
+
+
 def row_space(R: int, C: int, I: int, reduce_only: bool = False
               ) -> tuple[dict, list[dict], list[dict]]:
     """``reduce_only``: the group stores nothing row-sized (a sum, an argmax, a loss), so a

@@ -20,6 +20,7 @@ from eggsearch.problems.verifier import Protocol, verify
 
 HERE = Path(__file__).resolve().parent
 PROBLEMS = sorted((HERE / "set").glob("*.py"))
+EXTRA = sorted((HERE / "extra").glob("*.py"))  # cases the set does not exercise
 ENV = hardware_env("cpu")
 
 
@@ -58,12 +59,12 @@ def test_the_set_covers_kernelbench_categories():
         assert word in names, word
 
 
-@pytest.mark.parametrize("path", PROBLEMS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", PROBLEMS + EXTRA, ids=lambda p: p.stem)
 def test_generated_answer_is_correct(path, tmp_path):
     problem = load_problem(path, small=True)
     gen = build(problem, ENV)
     one_trial(problem, gen.source, tmp_path, "answer.py", seed=11)
-    if any(" row " in g or "gemm" in g for g in gen.groups):
+    if any(" row " in g or "gemm" in g or "conv" in g for g in gen.groups):
         looped = with_config(gen.source, small_blocks(gen.config))
         one_trial(problem, looped, tmp_path, "looped.py", seed=12)
 
@@ -85,8 +86,8 @@ def test_answer_imports_only_torch_and_triton():
             modules.add(node.module.split(".")[0])
     assert modules == {"torch", "triton"}
     assert "class ModelNew(_Reference)" in gen.source and "def get_inputs" not in gen.source
-    assert "aten.convolution" in gen.source  # the convolution stays in PyTorch ...
-    assert gen.leftovers == ("aten.convolution",)  # ... and everything after it is fused
+    # the convolution is a kernel too: nothing that computes is left in PyTorch
+    assert "aten.convolution" not in gen.source and gen.leftovers == ()
 
 
 @pytest.mark.parametrize("name, groups", [
@@ -115,10 +116,10 @@ def test_leftovers_nothing_reads_are_not_emitted():
     assert any("scalar_tensor" in str(n.target) for n in trace(problem).nodes)
     fwd = forward_of(build(problem, ENV).source)
     assert "scalar_tensor" not in fwd and fwd.count("_g0(") == 1
-    # a leftover that a group reads stays
-    fwd = forward_of(build(load_problem(HERE / "set" / "23_conv2d_groupnorm_scale.py",
-                                        small=True), ENV).source)
-    assert "aten.convolution" in fwd
+    # a leftover that a group reads stays (a depthwise convolution, which stays in PyTorch)
+    gen = build(load_problem(HERE / "extra" / "depthwise_conv_bias_mean.py", small=True), ENV)
+    assert gen.leftovers == ("aten.convolution",)
+    assert "aten.convolution" in forward_of(gen.source)
 
 
 @pytest.mark.parametrize("name, like", [("25_leaky_relu.py", True), ("05_softmax.py", True),
@@ -168,20 +169,51 @@ def test_sizes_equal_at_trace_time_stay_distinct(tmp_path):
     one_trial(problem, gen.source, tmp_path, "answer.py", seed=13)  # batch 2, 9 x 11
 
 
-@pytest.mark.parametrize("name", ["21_conv2d_relu_biasadd.py", "22_conv2d_gelu_avgpool.py",
-                                  "23_conv2d_groupnorm_scale.py"])
-def test_a_convolutions_bias_is_added_in_the_fused_kernel(name):
+@pytest.mark.parametrize("name, groups", [
+    ("21_conv2d_relu_biasadd.py", ["conv: convolution add relu add"]),
+    ("22_conv2d_gelu_avgpool.py", ["conv: convolution add gelu",
+                                   "row O=10 C=40 I=1: mean squeeze squeeze"]),
+    ("23_conv2d_groupnorm_scale.py", [
+        "conv: convolution add view",
+        "row O=6 C=84 I=1: var broadcast_in_dim sum broadcast_in_dim div add rsqrt sub mul view "
+        "mul add squeeze squeeze mul"]),
+])
+def test_a_convolution_is_an_implicit_gemm_with_its_bias_in_the_epilogue(name, groups):
     # PyTorch adds a convolution's bias in a broadcast kernel of its own (a full read and write
-    # of the output); traced as convolution-without-bias + add, the add fuses downstream
+    # of the output); traced as convolution-without-bias + add, the add joins the convolution's
+    # epilogue, read once per output channel (column) of the tile
     problem = load_problem(HERE / "set" / name, small=True)
-    plan = partition(trace(problem))
-    assert len(plan.groups) == 1 and describe(plan)[0].split(": ")[1].startswith("add ")
-    fwd = forward_of(build(problem, ENV).source)
-    conv = [line for line in fwd.splitlines() if "aten.convolution" in line]
-    assert len(conv) == 1 and ", None, [1, 1]" in conv[0]
-    # only the final result is stored: the sizes that group norm reads off its view of the
-    # convolution do not make the kernel write that view out
-    assert fwd.count("_g0(") == 1 and re.search(r"^    n_\w+, = _g0\(", fwd, re.M)
+    assert [re.sub(r"^g\d+ ", "", d) for d in describe(partition(trace(problem)))] == groups
+    gen = build(problem, ENV)
+    assert "tl.load(in0_ptr + rn[None, :], mask=(rn < OC)[None, :]" in gen.source
+    fwd = forward_of(gen.source)
+    assert "aten.convolution" not in fwd and fwd.count("_g0(") == 1
+    # only what the next kernel reads is stored: the sizes that group norm reads off its view
+    # of the convolution do not make the kernel write that view out
+    assert re.search(r"^    n_\w+, = _g0\(", fwd, re.M)
+
+
+def test_convolution_geometry_and_channel_bounds(tmp_path):
+    # padding, stride and dilation, different along H and W, and 3 input channels (no multiple
+    # of BLOCK_K): the padded loads mask each tap's rows, the channel tail is masked
+    problem = load_problem(HERE / "extra" / "conv2d_padded_strided_dilated.py", small=True)
+    gen = build(problem, ENV)
+    assert "ih0 = (pix // OW) * 2 - 1" in gen.source and "iw0 = (pix % OW) - 2" in gen.source
+    assert "inside = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)" in gen.source
+    v = check(problem, gen.source, tmp_path, "answer.py")
+    assert v.status == "correct" and v.second_shape, v
+    # by default the weight is split into TF32 parts once per call (fp32 in three TF32
+    # products); A's tile in the other orientation (pixels along the fast axis) and Triton's own
+    # tf32x3 in the loop are right too
+    assert gen.config["g0_A_M_FAST"] is False and gen.config["g0_W_SPLIT"] is True
+    assert "tb, tb_lo = _tf32_split(tb) if cfg['g0_W_SPLIT'] else (tb, tb)" in gen.source
+    for change in ({"g0_A_M_FAST": True}, {"g0_W_SPLIT": False}):
+        other = with_config(gen.source, {**gen.config, **change})
+        one_trial(problem, other, tmp_path, "other.py", seed=16)
+    # without padding no tap of a valid output pixel leaves the input: no bounds at all
+    unpadded = build(load_problem(HERE / "set" / "21_conv2d_relu_biasadd.py", small=True), ENV)
+    assert "inside" not in unpadded.source
+    assert "a = tl.load(a_tap[:, None] + (c0 + rk)[None, :] * stride_xc)\n" in unpadded.source
 
 
 @pytest.mark.parametrize("name", ["21_conv2d_relu_biasadd.py", "23_conv2d_groupnorm_scale.py",
@@ -197,7 +229,9 @@ def test_offsets_are_int32_where_they_fit_and_int64_otherwise(name, tmp_path):
     assert ns["_idx"](2 ** 31 - 2 ** 24 + 1) is tl.int64
     problem = load_problem(HERE / "set" / name, small=True)
     gen = build(problem, ENV)
-    assert INDEX_SOURCE in gen.source and "    IDX = _idx(NUMEL)" in gen.source
+    assert INDEX_SOURCE in gen.source
+    assert ("    IDX = _idx(NUMEL)" in gen.source
+            or "    IDX = _idx(max(ta.numel(), M * OC))" in gen.source)
     assert "'IDX': IDX" in gen.source
     kernels = gen.source[gen.source.index("def _idx"):gen.source.index("# ---- the tuned")]
     assert ".to(IDX)" in kernels
@@ -238,13 +272,36 @@ def test_fp32_gemm_may_copy_an_n_contiguous_b_to_k_contiguous(name, copy, tmp_pa
     ("08_rmsnorm.py", (64, 64, 8)),                   # rows along I, 64 channels
 ])
 def test_row_default_blocks_follow_what_the_group_stores(name, blocks):
-    config = build(load_problem(HERE / "set" / name, small=False), ENV).config
-    assert (config["g0_BLOCK_R"], config["g0_BLOCK_C"], config["g0_num_warps"]) == blocks
+    gen = build(load_problem(HERE / "set" / name, small=False), ENV)
+    p = next(d.split()[0] for d in gen.groups if " row " in d) + "_"
+    config = gen.config
+    assert (config[p + "BLOCK_R"], config[p + "BLOCK_C"], config[p + "num_warps"]) == blocks
 
 
 def test_a_per_channel_operand_over_rows_of_one_channel_is_loaded_once_per_row():
-    # 22: rows are (batch, channel) planes of H * W, the bias is per channel: it is read at
+    # rows are (batch, channel) planes of H * W, the bias is per channel: it is read at
     # rows % channels, with no per-element division
-    gen = build(load_problem(HERE / "set" / "22_conv2d_gelu_avgpool.py", small=True), ENV)
+    gen = build(load_problem(HERE / "extra" / "depthwise_conv_bias_mean.py", small=True), ENV)
     assert "(rows[:, None] % size0), mask=rmask[:, None]" in gen.source
     assert "//" not in gen.source[gen.source.index("def _g0_one"):gen.source.index("def _g0(")]
+
+
+def test_the_weight_split_is_exact_and_its_high_part_is_tf32():
+    import torch
+    import triton
+    import triton.language as tl
+
+    from eggsearch.problems.convkernel import TF32_SOURCE
+    from eggsearch.problems.launch import LAUNCH_SOURCE
+
+    ns = {"torch": torch, "triton": triton, "tl": tl}
+    exec(LAUNCH_SOURCE + "\n\n" + TF32_SOURCE, ns)
+    w = torch.randn(7, 5, 3, 3, dtype=torch.float32).transpose(0, 1)  # not contiguous
+    w[0, 0, 0, 0] = 1 + 2 ** -11  # a tie: rounds away from zero
+    w[0, 0, 0, 1] = 0.0
+    hi, lo = ns["_tf32_split"](w)
+    assert hi.shape == w.shape and hi.is_contiguous() and lo.is_contiguous()
+    assert torch.equal(hi + lo, w)                                  # exact
+    assert not (hi.view(torch.int32) & 0x1FFF).any()                # 10 mantissa bits left
+    assert (lo.abs() <= hi.abs() * 2 ** -11).all()                  # rounded to nearest
+    assert hi[0, 0, 0, 0] == 1 + 2 ** -10 and hi[0, 0, 0, 1] == 0
