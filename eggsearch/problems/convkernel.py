@@ -147,8 +147,9 @@ def _tf32_split(w):
     w = w.contiguous()
     hi, lo = torch.empty_like(w), torch.empty_like(w)
     n = w.numel()
-    _run(_tf32_split_kernel, (triton.cdiv(n, 1024),), (w, hi, lo, n), {"BLOCK": 1024},
-         {"num_warps": 4}, (w.data_ptr() & 15, hi.data_ptr() & 15, lo.data_ptr() & 15, n))
+    if n:
+        _run(_tf32_split_kernel, (triton.cdiv(n, 1024),), (w, hi, lo, n), {"BLOCK": 1024},
+             {"num_warps": 4}, (w.data_ptr() & 15, hi.data_ptr() & 15, lo.data_ptr() & 15, n))
     return hi, lo
 '''.strip()
 
@@ -223,11 +224,12 @@ def conv_code(g: Group) -> GroupCode:
     run = launcher(g.gid, [t for _, t in args.tensors], outputs, [n for n, _ in args.sizes],
                    lines, first=["ta", "tb"])
     vx = val(x)
-    code = GroupCode(g.gid, "conv", "\n".join(src) + "\n\n\n" + run,
+    vw = val(w)
+    depth = hint(vx.shape[1]) * hint(vw.shape[2]) * hint(vw.shape[3])
+    return GroupCode(g.gid, "conv", "\n".join(src) + "\n\n\n" + run,
                      [x, w] + [t for _, t in args.tensors], args.sizes + out_sizes(outputs),
                      outputs, *conv_space(vx.dtype.itemsize, fp32,
                                           hint(out_shape[0]) * hint(out_shape[2])
                                           * hint(out_shape[3]),
-                                          hint(out_shape[1]), hint(vx.shape[1])))
-    code.helpers = [TF32_SOURCE] if fp32 else []
-    return code
+                                          hint(out_shape[1]), hint(vx.shape[1]), depth),
+                     helpers=[TF32_SOURCE] if fp32 else [])

@@ -305,3 +305,15 @@ def test_the_weight_split_is_exact_and_its_high_part_is_tf32():
     assert not (hi.view(torch.int32) & 0x1FFF).any()                # 10 mantissa bits left
     assert (lo.abs() <= hi.abs() * 2 ** -11).all()                  # rounded to nearest
     assert hi[0, 0, 0, 0] == 1 + 2 ** -10 and hi[0, 0, 0, 1] == 0
+
+
+def test_the_weight_is_split_by_default_only_for_shallow_convolutions():
+    # splitting the weight accumulates three products per step into the result: its error
+    # grows with the GEMM's depth (C * KH * KW), so deep convolutions start from tf32x3
+    from eggsearch.problems.spaces import conv_space
+
+    for depth, split in ((144, True), (1024, True), (4608, False)):
+        _, seeds, _ = conv_space(4, True, 10 ** 6, 64, depth // 9, depth)
+        assert seeds[0]["W_SPLIT"] is split and seeds[2]["W_SPLIT"] is not split
+    _, seeds, _ = conv_space(2, False, 10 ** 6, 64, 16, 144)  # fp16: no split
+    assert all("W_SPLIT" not in s for s in seeds)
