@@ -405,6 +405,9 @@ def _gemm_ok(node: Node) -> bool:
     return all(isinstance(x, Node) for x in (a, b))
 
 
+CONV_DTYPES = {"torch.float32", "torch.float16", "torch.bfloat16"}
+
+
 def conv_params(node: Node) -> tuple[list[int], list[int], list[int]] | None:
     """(stride, padding, dilation) of a convolution :mod:`eggsearch.problems.convkernel` can
     generate (2-D, ``groups == 1``, not transposed, no bias: :mod:`eggsearch.problems.graph`
@@ -414,7 +417,7 @@ def conv_params(node: Node) -> tuple[list[int], list[int], list[int]] | None:
         return None
     if groups != 1 or val(x).dim() != 4 or val(w).dim() != 4:
         return None
-    if not val(x).dtype.is_floating_point or val(w).dtype != val(x).dtype:
+    if str(val(x).dtype) not in CONV_DTYPES or val(w).dtype != val(x).dtype:
         return None
     params = [list(stride), list(padding), list(dilation)]
     if not all(len(p) == 2 and all(type(v) is int for v in p) for p in params):
