@@ -156,10 +156,13 @@ def probe_problem(path: Path, env: dict, n_configs: int, tmp: Path, device: str,
         try:
             got = call(new)()
             # a quick screen, not the verifier: normwise relative error against eager (at
-            # K = 4096, eager itself misses an elementwise 1e-4 against float64)
+            # K = 4096, eager itself misses an elementwise 1e-4 against float64); half
+            # precision outputs differ by their own rounding (~5e-4)
+            bound = 1e-5 if not isinstance(got, torch.Tensor) or got.dtype in (
+                torch.float32, torch.float64) else 1e-2
             ok = (not isinstance(got, torch.Tensor)
                   or float((got.double() - expected.double()).norm()
-                           / expected.double().norm().clamp_min(1e-30)) < 1e-5)
+                           / expected.double().norm().clamp_min(1e-30)) < bound)
             if not ok:
                 entry["error"] = "wrong result"
             else:
