@@ -411,7 +411,7 @@ CONV_DTYPES = {"torch.float32", "torch.float16", "torch.bfloat16"}
 def conv_params(node: Node) -> tuple[list[int], list[int], list[int]] | None:
     """(stride, padding, dilation) of a convolution :mod:`eggsearch.problems.convkernel` can
     generate (2-D, ``groups == 1``, not transposed, no bias: :mod:`eggsearch.problems.graph`
-    traces a bias as an add after it; integer geometry; a floating dtype), else None."""
+    traces a bias as an add after it; integer geometry; fp32, fp16 or bf16), else None."""
     x, w, bias, stride, padding, dilation, transposed, _out_pad, groups = node.args
     if not (isinstance(x, Node) and isinstance(w, Node)) or bias is not None or transposed:
         return None
