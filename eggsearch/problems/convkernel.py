@@ -31,6 +31,7 @@ from eggsearch.problems.fusion import Group, conv_params
 from eggsearch.problems.graph import hint, size_expr, val
 from eggsearch.problems.kernels import (
     GroupCode,
+    grouped_order,
     header,
     indent,
     kernel_call,
@@ -41,14 +42,7 @@ from eggsearch.problems.kernels import (
 from eggsearch.problems.launch import run_call
 from eggsearch.problems.spaces import conv_space
 
-CONV_BODY = '''    pid = tl.program_id(0)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(OC, BLOCK_N)
-    group = GROUP_M * num_pid_n
-    first_m = (pid // group) * GROUP_M
-    size_m = min(num_pid_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % group) % size_m
-    pid_n = (pid % group) // size_m
+CONV_BODY = "    pid = tl.program_id(0)\n" + grouped_order("OC") + '''\
     rm = pid_m.to(IDX) * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     img = rm // P

@@ -157,16 +157,23 @@ def pointwise_code(g: Group) -> GroupCode:
 
 
 # ---- gemm -----------------------------------------------------------------------------------
-GEMM_BODY = '''    pid = tl.program_id(0)
-    bt = tl.program_id(1).to(tl.int64)
-    num_pid_m = tl.cdiv(M, BLOCK_M)
-    num_pid_n = tl.cdiv(N, BLOCK_N)
+def grouped_order(n: str) -> str:
+    """Kernel lines: program ``pid`` as tile ``(pid_m, pid_n)`` of an ``M x n`` output, in
+    groups of ``GROUP_M`` tile rows (neighbouring programs share A's rows and B's columns in
+    L2)."""
+    return f'''    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv({n}, BLOCK_N)
     group = GROUP_M * num_pid_n
     first_m = (pid // group) * GROUP_M
     size_m = min(num_pid_m - first_m, GROUP_M)
     pid_m = first_m + (pid % group) % size_m
     pid_n = (pid % group) // size_m
-    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+'''
+
+
+GEMM_BODY = '''    pid = tl.program_id(0)
+    bt = tl.program_id(1).to(tl.int64)
+''' + grouped_order("N") + '''    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     ram = (rm % M).to(tl.int64)
     rbn = (rn % N).to(tl.int64)
