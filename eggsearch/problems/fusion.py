@@ -361,7 +361,8 @@ class Partitioner:
                 continue
             name = op_name(node)
             if (name in GEMM_OPS and _gemm_ok(node)
-                    or name == "aten.convolution" and conv_params(node) is not None):
+                    or name == "aten.convolution" and conv_params(node) is not None
+                    and conv_pays(node)):
                 g = self._new("gemm" if name in GEMM_OPS else "conv")
                 g.anchor = node
                 g.full_numel = numel_hint(node)
@@ -423,6 +424,21 @@ def conv_params(node: Node) -> tuple[list[int], list[int], list[int]] | None:
     if not all(len(p) == 2 and all(type(v) is int for v in p) for p in params):
         return None
     return params[0], params[1], params[2]
+
+
+def conv_pays(node: Node) -> bool:
+    """Whether the generated convolution is expected to beat cuDNN's (else the convolution stays
+    in PyTorch and what follows it is fused). Measured on the H200 at batch 32-64
+    (``experiments/results/2026-11-21-h200-session5-conv-shapes-before-rule.txt``, convolution
+    + bias + ReLU, default configuration): it won with at least 16 input channels up to a GEMM
+    depth ``C * KH * KW`` of 576 (1.27-1.69x cuDNN fp32; fp16 0.41-1.91x cuDNN's convolution
+    alone, 1.40-3.52x eager with the epilogue), and lost at the 3-channel 7x7 stem (0.60x) and
+    at depths of 1152 and more (0.31-0.60x: few output pixels, long K loops), so it is used in
+    the region where it won."""
+    x, w = node.args[:2]
+    channels = hint(val(x).shape[1])
+    depth = channels * hint(val(w).shape[2]) * hint(val(w).shape[3])
+    return channels >= 16 and depth <= 576
 
 
 def partition(traced: Traced) -> Plan:

@@ -194,8 +194,8 @@ def test_a_convolution_is_an_implicit_gemm_with_its_bias_in_the_epilogue(name, g
 
 
 def test_convolution_geometry_and_channel_bounds(tmp_path):
-    # padding, stride and dilation, different along H and W, and 3 input channels (no multiple
-    # of BLOCK_K): the padded loads mask each tap's rows, the channel tail is masked
+    # padding, stride and dilation, different along H and W, and 20 input channels (no
+    # multiple of BLOCK_K): the padded loads mask each tap's rows, the channel tail is masked
     problem = load_problem(HERE / "extra" / "conv2d_padded_strided_dilated.py", small=True)
     gen = build(problem, ENV)
     assert "ih0 = (pix // OW) * 2 - 1" in gen.source and "iw0 = (pix % OW) - 2" in gen.source
@@ -317,3 +317,43 @@ def test_the_weight_is_split_by_default_only_for_shallow_convolutions():
         assert seeds[0]["W_SPLIT"] is split and seeds[2]["W_SPLIT"] is not split
     _, seeds, _ = conv_space(2, False, 10 ** 6, 64, 16, 144)  # fp16: no split
     assert all("W_SPLIT" not in s for s in seeds)
+
+
+CONV_PROBLEM = '''
+import torch
+import torch.nn as nn
+
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d({cin}, 32, {k}, stride={s}, padding={p})
+
+    def forward(self, x):
+        return torch.relu(self.conv(x))
+
+
+def get_inputs():
+    return [torch.randn(2, {cin}, 12, 12)]
+
+
+def get_init_inputs():
+    return []
+'''
+
+
+@pytest.mark.parametrize("cin, k, s, p, generated", [
+    (16, 3, 1, 1, True),     # depth 144
+    (64, 3, 1, 1, True),     # depth 576: the deepest measured win
+    (128, 3, 1, 1, False),   # depth 1152: cuDNN was 3x faster
+    (3, 7, 2, 3, False),     # the 3-channel stem: cuDNN was 1.7x faster
+])
+def test_a_convolution_is_generated_only_where_it_was_measured_to_win(cin, k, s, p, generated,
+                                                                      tmp_path):
+    path = tmp_path / "conv.py"
+    path.write_text(CONV_PROBLEM.format(cin=cin, k=k, s=s, p=p))
+    gen = build(load_problem(path, small=False), ENV)
+    assert any(" conv: convolution" in d for d in gen.groups) is generated
+    # otherwise the convolution stays in PyTorch and its bias and ReLU are fused after it
+    assert gen.leftovers == (() if generated else ("aten.convolution",))
+    assert generated or gen.groups == ("g0 pointwise: add relu",)

@@ -9,7 +9,7 @@ in_channels = 32
 out_channels = 64
 height = 56
 width = 56
-SMALL = {"batch_size": 2, "in_channels": 5, "out_channels": 7, "height": 8, "width": 9}
+SMALL = {"batch_size": 2, "in_channels": 24, "out_channels": 7, "height": 8, "width": 9}
 
 
 class Model(nn.Module):

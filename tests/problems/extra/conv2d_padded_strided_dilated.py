@@ -1,11 +1,12 @@
-"""A 2-D convolution with padding, stride and dilation (different along H and W), a channel
-count that is no multiple of 16, then a sigmoid: the padded path of the implicit GEMM."""
+"""A 2-D convolution with padding, stride and dilation (different along H and W), an input
+channel count that is no multiple of the channel block, then a sigmoid: the padded path of the
+implicit GEMM."""
 
 import torch
 import torch.nn as nn
 
 batch_size = 8
-in_channels = 3
+in_channels = 20
 out_channels = 24
 height = 64
 width = 48

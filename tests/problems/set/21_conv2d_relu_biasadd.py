@@ -10,7 +10,7 @@ height = 128
 width = 128
 kernel_size = 3
 bias_shape = (out_channels, 1, 1)
-SMALL = {"batch_size": 2, "in_channels": 3, "out_channels": 5, "height": 9, "width": 11}
+SMALL = {"batch_size": 2, "in_channels": 16, "out_channels": 5, "height": 9, "width": 11}
 
 
 class Model(nn.Module):

@@ -9,7 +9,7 @@ out_channels = 64
 height = 128
 width = 128
 kernel_size = 3
-SMALL = {"batch_size": 2, "in_channels": 3, "out_channels": 5, "height": 10, "width": 7}
+SMALL = {"batch_size": 2, "in_channels": 16, "out_channels": 5, "height": 10, "width": 7}
 
 
 class Model(nn.Module):

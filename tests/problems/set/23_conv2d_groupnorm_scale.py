@@ -10,7 +10,7 @@ height = 128
 width = 128
 kernel_size = 3
 num_groups = 8
-SMALL = {"batch_size": 2, "in_channels": 3, "out_channels": 6, "height": 9, "width": 8,
+SMALL = {"batch_size": 2, "in_channels": 16, "out_channels": 6, "height": 9, "width": 8,
          "num_groups": 3}
 
 
