@@ -7,8 +7,11 @@ and ``BLOCK_R`` consecutive ``i``, which are consecutive in memory). In one pass
 (``BLOCK_C >= C``) every member is computed once, in graph order, on a ``[BLOCK_R, BLOCK_C]``
 tile. Looped, reductions are computed level by level (a reduction that needs another's result
 is one level up), one sweep over the row in ``BLOCK_C`` columns per level, recomputing the
-full-size values each sweep needs; a last sweep stores full-size outputs. A variance takes two
-levels (mean, then squared deviations), never the cancellation-prone sum of squares. Reductions
+full-size values each sweep needs; a last sweep stores full-size outputs. A variance is one
+sweep: each accumulator slot keeps Welford's running mean and sum of squared deviations, and the
+slots are merged at the end with Chan's formula (``_welford_combine``), never the
+cancellation-prone sum of squares. In one pass it is the mean, then the squared deviations of
+the row in registers. Reductions
 of everything store one partial per row; the finisher (one program) combines them.
 """
 
@@ -94,8 +97,7 @@ class RowWriter:
                 red = self.g.reds[key]
                 needs = self.deps(red.src) | (self.deps(red.index) if red.index is not None
                                               else set())
-                levels[key] = 1 + max((level(k) for k in needs), default=0) + (
-                    1 if red.op == "var" else 0)
+                levels[key] = 1 + max((level(k) for k in needs), default=0)
             return levels[key]
 
         for key in self.g.reds:
@@ -179,10 +181,9 @@ class RowWriter:
         done: set = set()
         self._row_members(body, done)
         for lvl in range(1, max(self.levels.values(), default=0) + 1):
-            keys = [k for k, v in self.levels.items() if v == lvl or (
-                self.g.reds[k].op == "var" and v - 1 == lvl)]
-            self._sweep(body, keys, lvl)
-            done |= {k for k in keys if self.levels[k] == lvl}
+            keys = [k for k, v in self.levels.items() if v == lvl]
+            self._sweep(body, keys)
+            done |= set(keys)
             self._row_members(body, done)
         if self.full_outs:
             loop = body.scope()
@@ -204,7 +205,7 @@ class RowWriter:
             if self.deps(m) <= done:
                 body.member(m, "row", self.ROW)
 
-    def _sweep(self, body: Body, keys: list, lvl: int) -> None:
+    def _sweep(self, body: Body, keys: list) -> None:
         index = self.full_index()
         swept = []
         for k in keys:
@@ -224,33 +225,34 @@ class RowWriter:
             red = self.g.reds[k]
             acc = body.fresh("acc")
             s = self._src(loop, k, index)
-            second = red.op == "var" and self.levels[k] == lvl
             op = "sum" if red.op in ("mean", "pick", "var") else red.op
             body.lines += _acc_init(op, acc)
-            if second:
-                mean = body.vars[("mean", k)].name
-                loop.emit(f"{acc}_d = tl.where(mask, {_as_f(s)} - {mean}[:, None], 0.0)")
-                loop.emit(f"{acc} += {acc}_d * {acc}_d")
+            if red.op == "var":  # Welford per slot: count, mean (acc), squared deviations
+                body.lines += [f"{acc}_m2 = tl.zeros((BLOCK_R, BLOCK_C), dtype=tl.float32)",
+                               f"{acc}_n = tl.zeros((BLOCK_R, BLOCK_C), dtype=tl.float32)"]
+                loop.emit(f"{acc}_n += mask.to(tl.float32)")
+                loop.emit(f"{acc}_d = tl.where(mask, {_as_f(s)} - {acc}, 0.0)")
+                loop.emit(f"{acc} += {acc}_d / tl.maximum({acc}_n, 1.0)")
+                loop.emit(f"{acc}_m2 += {acc}_d * tl.where(mask, {_as_f(s)} - {acc}, 0.0)")
             elif red.op == "pick":
                 idx = self._pick_index(body, red, k)
                 loop.emit(f"{acc} += tl.where(mask & (cols[None, :] == {idx}[:, None]), "
                           f"{_as_f(s)}, 0.0)")
             else:
                 loop.lines += _acc_update(op, acc, s)
-            finals.append((k, acc, op, second))
+            finals.append((k, acc, op))
         body.emit("for c0 in range(0, C, BLOCK_C):")
         body.lines += indent(loop.lines)
-        for k, acc, op, second in finals:
+        for k, acc, op in finals:
             red = self.g.reds[k]
             v = body.fresh("r")
             if red.to == "total":
                 body.emit(f"{v} = {_acc_final(op, acc)}")
                 body.vars[("part", k)] = Var(v)
-            elif red.op == "var" and not second:
-                body.emit(f"{v} = tl.sum({acc}, axis=1) / C")
-                body.vars[("mean", k)] = Var(v)
             elif red.op == "var":
-                body.emit(f"{v} = tl.sum({acc}, axis=1) / (C - {red.correction!r})")
+                body.emit(f"_, {v}_m2, _ = tl.reduce(({acc}, {acc}_m2, {acc}_n), 1, "
+                          "_welford_combine)")
+                body.emit(f"{v} = {v}_m2 / (C - {red.correction!r})")
                 body.vars[k] = Var(v)
             else:
                 body.emit(f"{v} = {_acc_final(op, acc)}" + (" / C" if red.op == "mean" else ""))
@@ -264,6 +266,18 @@ class RowWriter:
                 body.store(o, ptr, self.ROW)
             elif o in self.full_outs and index is not None:
                 body.store(o, ptr, index)
+
+
+WELFORD_SOURCE = '''
+# ---- variance in one sweep ----
+@triton.jit
+def _welford_combine(mean_a, m2_a, n_a, mean_b, m2_b, n_b):
+    """Chan's merge of two (mean, sum of squared deviations, count) summaries."""
+    n = n_a + n_b
+    w = tl.where(n > 0, n_b / tl.maximum(n, 1.0), 0.0)
+    d = mean_b - mean_a
+    return mean_a + d * w, m2_a + m2_b + d * d * n_a * w, n
+'''.strip()
 
 
 def _as_f(v) -> str:
@@ -401,6 +415,7 @@ def row_code(g: Group) -> GroupCode:
     R, C = int(g.O * g.I), int(g.C)
     tunables, seeds, constraints = row_space(R, C, int(g.I), reduce_only=not w.full_outs)
     sizes_out = [("R", w.O * w.I), ("C", w.C), ("I", w.I), ("NUMEL", w.O * w.C * w.I)]
+    welford = any(r.op == "var" for r in g.reds.values())
     return GroupCode(gid, "row", "\n".join(src) + "\n" + run, [b for _, b in w.args.tensors],
                      sizes_out + w.args.sizes + out_sizes(outputs), outputs, tunables, seeds,
-                     constraints)
+                     constraints, helpers=[WELFORD_SOURCE] if welford else [])

@@ -357,3 +357,40 @@ def test_a_convolution_is_generated_only_where_it_was_measured_to_win(cin, k, s,
     # otherwise the convolution stays in PyTorch and its bias and ReLU are fused after it
     assert gen.leftovers == (() if generated else ("aten.convolution",))
     assert generated or gen.groups == ("g0 pointwise: add relu",)
+
+
+def test_a_looped_variance_is_one_sweep_and_stable_far_from_zero(tmp_path):
+    # group norm's rows are too long to hold: its statistics take one sweep (Welford per slot,
+    # merged with Chan's formula), then one more sweep normalizes and stores
+    gen = build(load_problem(HERE / "set" / "23_conv2d_groupnorm_scale.py", small=True), ENV)
+    loop = gen.source[gen.source.index("def _g1_loop"):gen.source.index("def _g1(")]
+    assert loop.count("for c0 in range(0, C, BLOCK_C):") == 2
+    assert "_welford_combine" in loop
+    # values around 100 with unit spread: E[x^2] - E[x]^2 in fp32 would lose the variance to
+    # ~1e-3 (the normwise bound is ~3e-5); at 1000 the plain fp32 mean itself is too coarse
+    path = tmp_path / "layernorm_offset.py"
+    path.write_text('''
+import torch
+import torch.nn as nn
+
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.norm = nn.LayerNorm(300)
+
+    def forward(self, x):
+        return self.norm(x)
+
+
+def get_inputs():
+    return [100.0 + torch.randn(7, 300)]
+
+
+def get_init_inputs():
+    return []
+''')
+    problem = load_problem(path, small=False)
+    gen = build(problem, ENV)
+    looped = with_config(gen.source, small_blocks(gen.config))  # 16 columns a step: looped
+    one_trial(problem, looped, tmp_path, "looped.py", seed=17)
