@@ -26,11 +26,11 @@ Handled: 4-D input, ``groups == 1``, not transposed, integer stride, padding and
 from __future__ import annotations
 
 from eggsearch.problems.codegen import Body, Index, KernelArgs
-from eggsearch.problems.exprs import Var
 from eggsearch.problems.fusion import Group, conv_params
 from eggsearch.problems.graph import hint, size_expr, val
 from eggsearch.problems.kernels import (
     GroupCode,
+    epilogue,
     grouped_order,
     header,
     indent,
@@ -176,11 +176,7 @@ def conv_code(g: Group) -> GroupCode:
                   last_mask="(rn < OC)[None, :]", row="rowid", row_inner=plane, row_mask="mask")
     body = Body(g, args)
     body.emit("v0 = acc")
-    body.vars[anchor] = Var("v0")
-    for m in g.members[1:]:
-        body.member(m, "full", index)
-    for ptr, o in args.outputs:
-        body.store(o, ptr, index)
+    epilogue(g, body, index)
     fp32 = str(val(x).dtype) == "torch.float32"
     dot = _DOT_SPLIT if fp32 else "        acc = tl.dot(a, b, acc)"
     kname = f"_g{g.gid}_kernel"

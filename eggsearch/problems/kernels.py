@@ -19,6 +19,7 @@ import sympy
 from torch.fx import Node
 
 from eggsearch.problems.codegen import Body, Index, KernelArgs
+from eggsearch.problems.exprs import Var
 from eggsearch.problems.fusion import Group
 from eggsearch.problems.graph import hint, op_name, size_expr, val
 from eggsearch.problems.launch import run_call
@@ -202,6 +203,16 @@ GEMM_SIZES = ["M", "N", "K", "sab", "ta.stride(-2)", "ta.stride(-1)", "sbb", "tb
               "tb.stride(-1)"]
 
 
+def epilogue(g: Group, body: Body, index: Index) -> None:
+    """A GEMM-like group's members after its anchor, on the accumulator tile ``v0`` (already
+    emitted), then the stores of its outputs."""
+    body.vars[g.anchor] = Var("v0")
+    for m in g.members[1:]:
+        body.member(m, "full", index)
+    for ptr, o in body.args.outputs:
+        body.store(o, ptr, index)
+
+
 def gemm_code(g: Group) -> GroupCode:
     anchor = g.anchor
     name = op_name(anchor)
@@ -223,13 +234,7 @@ def gemm_code(g: Group) -> GroupCode:
         body.emit(f"v0 = {scaled('acc', alpha)} + {scaled(str(bias), beta)}")
     else:
         body.emit("v0 = acc")
-    from eggsearch.problems.exprs import Var
-
-    body.vars[anchor] = Var("v0")
-    for m in g.members[1:]:
-        body.member(m, "full", index)
-    for ptr, o in args.outputs:
-        body.store(o, ptr, index)
+    epilogue(g, body, index)
     fp32 = val(a).dtype.is_floating_point and str(val(a).dtype) == "torch.float32"
     dot = ("tl.dot(a, b, acc, input_precision=PRECISION)" if fp32 else "tl.dot(a, b, acc)")
     kname = f"_g{g.gid}_kernel"
