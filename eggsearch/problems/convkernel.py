@@ -26,7 +26,7 @@ Handled: 4-D input, ``groups == 1``, not transposed, integer stride, padding and
 from __future__ import annotations
 
 from eggsearch.problems.codegen import Body, Index, KernelArgs
-from eggsearch.problems.fusion import Group, conv_params
+from eggsearch.problems.fusion import Group, conv_depth, conv_params
 from eggsearch.problems.graph import hint, size_expr, val
 from eggsearch.problems.kernels import (
     GroupCode,
@@ -185,13 +185,13 @@ def conv_code(g: Group) -> GroupCode:
     geometry = {"ih0": _affine("(pix // OW)", sh, ph), "iw0": _affine("(pix % OW)", sw, pw),
                 "kh": _affine("kh", dh, 0), "kw": _affine("kw", dw, 0)}
     loads = _loads(padded, fp32).format(**geometry)
-    src = [header(kname, args, CONV_NAMED, consts, first=["a_ptr", "b_ptr", "blo_ptr"]),
+    split_ptrs = ["blo_ptr"] if fp32 else []  # the weight's TF32 low part (W_SPLIT)
+    src = [header(kname, args, CONV_NAMED, consts, first=["a_ptr", "b_ptr"] + split_ptrs),
            f'    """Convolution group {g.gid}: {ops_of(g)}; an implicit GEMM over '
            f'stride {sh}x{sw}, padding {ph}x{pw}, dilation {dh}x{dw}, with its epilogue."""',
            CONV_BODY.format(loads=loads, dot=dot, **geometry).rstrip("\n"), *indent(body.lines)]
     p = f"g{g.gid}_"
-    split = [f"    tb, tb_lo = _tf32_split(tb) if cfg['{p}W_SPLIT'] else (tb, tb)"] if fp32 else [
-        "    tb_lo = tb"]
+    split = [f"    tb, tb_lo = _tf32_split(tb) if cfg['{p}W_SPLIT'] else (tb, tb)"] if fp32 else []
     lines = split + [
         "    NB, C, H, W = ta.shape",
         "    OC, KH, KW = tb.shape[0], tb.shape[2], tb.shape[3]",
@@ -202,7 +202,8 @@ def conv_code(g: Group) -> GroupCode:
         "    IDX = _idx(max(ta.numel(), M * OC))",
         f"    BM, BN, BK = cfg['{p}BLOCK_M'], cfg['{p}BLOCK_N'], cfg['{p}BLOCK_K']",
         "    grid = (triton.cdiv(M, BM) * triton.cdiv(OC, BN),)",
-        "    " + run_call(kname, "grid", ["ta", "tb", "tb_lo"] + kernel_call(args, CONV_SIZES),
+        "    " + run_call(kname, "grid", ["ta", "tb"] + (["tb_lo"] if fp32 else [])
+                         + kernel_call(args, CONV_SIZES),
                          [("KH", "KH"), ("KW", "KW"), ("BLOCK_M", "BM"), ("BLOCK_N", "BN"),
                           ("BLOCK_K", "BK"), ("GROUP_M", f"cfg['{p}GROUP_M']"),
                           ("A_M_FAST", f"cfg['{p}A_M_FAST']"), ("EVEN_C", "C % BK == 0"),
@@ -214,12 +215,11 @@ def conv_code(g: Group) -> GroupCode:
     run = launcher(g.gid, [t for _, t in args.tensors], outputs, [n for n, _ in args.sizes],
                    lines, first=["ta", "tb"])
     vx = val(x)
-    vw = val(w)
-    depth = hint(vx.shape[1]) * hint(vw.shape[2]) * hint(vw.shape[3])
+    channels_in, depth = conv_depth(anchor)
     return GroupCode(g.gid, "conv", "\n".join(src) + "\n\n\n" + run,
                      [x, w] + [t for _, t in args.tensors], args.sizes + out_sizes(outputs),
                      outputs, *conv_space(vx.dtype.itemsize, fp32,
                                           hint(out_shape[0]) * hint(out_shape[2])
                                           * hint(out_shape[3]),
-                                          hint(out_shape[1]), hint(vx.shape[1]), depth),
+                                          hint(out_shape[1]), channels_in, depth),
                      helpers=[TF32_SOURCE] if fp32 else [])

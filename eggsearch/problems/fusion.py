@@ -435,10 +435,15 @@ def conv_pays(node: Node) -> bool:
     alone, 1.40-3.52x eager with the epilogue), and lost at the 3-channel 7x7 stem (0.60x) and
     at depths of 1152 and more (0.31-0.60x: few output pixels, long K loops), so it is used in
     the region where it won."""
+    channels, depth = conv_depth(node)
+    return channels >= 16 and depth <= 576
+
+
+def conv_depth(node: Node) -> tuple[int, int]:
+    """A convolution's input channels C and its GEMM depth C * KH * KW (traced sizes)."""
     x, w = node.args[:2]
     channels = hint(val(x).shape[1])
-    depth = channels * hint(val(w).shape[2]) * hint(val(w).shape[3])
-    return channels >= 16 and depth <= 576
+    return channels, channels * hint(val(w).shape[2]) * hint(val(w).shape[3])
 
 
 def partition(traced: Traced) -> Plan:
