@@ -8,10 +8,14 @@ from pathlib import Path
 from eggsearch.config_files import EXPERT_RULES_DIR, check_keys, check_mapping, load_yaml
 from eggsearch.errors import ConfigFileError
 
-# Names a constraint expression may use about the hardware.
-HARDWARE_VARIABLES = ("num_sms", "smem_per_block", "regs_per_block", "max_regs_per_thread",
-                      "max_threads_per_block", "l2_bytes")
-_KEYS = ("match", "compute_capability", *HARDWARE_VARIABLES, "peak_bandwidth", "copy_bandwidth",
+# Integer limits each GPU entry of hardware.yaml gives.
+_SPEC_INTS = ("num_sms", "smem_per_block", "regs_per_block", "max_regs_per_thread",
+              "max_threads_per_block", "l2_bytes")
+# Names a constraint expression may use about the hardware: the limits, ``sm`` (the compute
+# capability as major * 10 + minor, e.g. 90) and ``interpreter`` (1 on Triton's CPU
+# interpreter, which claims an H100's limits but runs no sm_90-only code such as Gluon's).
+HARDWARE_VARIABLES = (*_SPEC_INTS, "sm", "interpreter")
+_KEYS = ("match", "compute_capability", *_SPEC_INTS, "peak_bandwidth", "copy_bandwidth",
          "peak_flops")
 
 
@@ -31,7 +35,9 @@ class HardwareSpec:
     match: tuple[str, ...] = ()
 
     def variables(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in HARDWARE_VARIABLES}
+        major, minor = self.compute_capability
+        return {**{k: getattr(self, k) for k in _SPEC_INTS}, "sm": 10 * major + minor,
+                "interpreter": int(self.name == "interpreter")}
 
 
 def load_hardware(path: Path | None = None) -> dict[str, HardwareSpec]:
@@ -44,7 +50,7 @@ def load_hardware(path: Path | None = None) -> dict[str, HardwareSpec]:
         try:
             specs[name] = HardwareSpec(
                 name=name, compute_capability=tuple(int(v) for v in raw["compute_capability"]),
-                **{k: int(raw[k]) for k in HARDWARE_VARIABLES},
+                **{k: int(raw[k]) for k in _SPEC_INTS},
                 peak_bandwidth=_opt_float(raw["peak_bandwidth"]),
                 copy_bandwidth=_opt_float(raw["copy_bandwidth"]),
                 peak_flops={str(k): float(v) for k, v in (raw["peak_flops"] or {}).items()},

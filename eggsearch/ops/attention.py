@@ -21,6 +21,9 @@ walked in blocks with an online softmax: running row max, rescaled row sum, fp32
                  hot loop carries no mask and no branch.
     flash_tma    as flash_split, with Q, K and V moved by tensor descriptors (the TMA engine on
                  Hopper) and the output stored by one.
+    flash_wgmma  sm_90 only, in Gluon (``attention_gluon.py``): the softmax overlapped with the
+                 wgmmas, warp specialization and a persistent grid, which ``tl.dot`` cannot
+                 express (Triton waits for each Q K^T wgmma, and the P V before it, at once).
 
 (``tl.range(..., warp_specialize=True)`` on the key loop was tried and left out: Triton 3.6
 emits the same PTX with and without it for sm_90.)
@@ -46,6 +49,7 @@ import triton
 import triton.language as tl
 
 from eggsearch.errors import UsageError
+from eggsearch.ops.attention_gluon import launch_flash_wgmma
 from eggsearch.ops.base import OpSpec, OptionValue, Problem, torch_dtype
 
 HEAD_DIMS = (64, 128)
@@ -290,7 +294,7 @@ def _attention_flash_tma_kernel(q_desc, k_desc, v_desc, o_desc, S, qk_scale,
 
 
 # ---- launchers -------------------------------------------------------------------------------
-def _check_operands(q, k, v, is_causal, out) -> tuple[int, int, int, int, bool]:
+def check_operands(q, k, v, is_causal, out) -> tuple[int, int, int, int, bool]:
     B, H, S, D = q.shape
     if (k.shape != q.shape or v.shape != q.shape or tuple(out.shape) != tuple(q.shape)
             or not (q.dtype == k.dtype == v.dtype == out.dtype)):
@@ -303,7 +307,7 @@ def _check_operands(q, k, v, is_causal, out) -> tuple[int, int, int, int, bool]:
 
 def _launch_pointers(q, k, v, is_causal, out, *, split, BLOCK_M, BLOCK_N, num_warps,
                      num_stages, HEAVY_FIRST):
-    B, H, S, D, causal = _check_operands(q, k, v, is_causal, out)
+    B, H, S, D, causal = check_operands(q, k, v, is_causal, out)
     if split and BLOCK_M % BLOCK_N:
         raise ValueError(f"flash_split: BLOCK_N {BLOCK_N} must divide BLOCK_M {BLOCK_M}")
     grid = (triton.cdiv(S, BLOCK_M) * B * H,)
@@ -331,7 +335,7 @@ def launch_flash_tma(q, k, v, is_causal, *, out, BLOCK_M, BLOCK_N, num_warps, nu
                      HEAVY_FIRST):
     from triton.tools.tensor_descriptor import TensorDescriptor
 
-    B, H, S, D, causal = _check_operands(q, k, v, is_causal, out)
+    B, H, S, D, causal = check_operands(q, k, v, is_causal, out)
     if BLOCK_M % BLOCK_N:
         raise ValueError(f"flash_tma: BLOCK_N {BLOCK_N} must divide BLOCK_M {BLOCK_M}")
     if not all(t.is_contiguous() for t in (q, k, v, out)):
@@ -388,7 +392,7 @@ class Attention(OpSpec):
     interpreter_shape = (1, 2, 67, 64)  # S prime: a partial block at every block size
     options = {"causal": True}
     structures = {"flash": launch_flash, "flash_split": launch_flash_split,
-                  "flash_tma": launch_flash_tma}
+                  "flash_tma": launch_flash_tma, "flash_wgmma": launch_flash_wgmma}
 
     def problem(self, shape, dtype, allow_tf32=False, interpreter=False,
                 options: dict[str, OptionValue | str] | None = None) -> Problem:
