@@ -26,6 +26,9 @@ are masked, by a uniform branch per block).
 Edges: Q, K and V are read through descriptors of [B*H*S, D], so a block running past S reads the
 next head's rows (or TMA's zero fill past the tensor's end): their scores are set to -inf before
 the softmax, so they add nothing, and query rows past S are never stored (the store is masked).
+Known limit: those V rows are not zeroed (``flash_tma`` zeroes them), so an inf or NaN in the
+first rows of the next head's V turns this head's last rows into NaN (0 * inf); finite inputs
+are exact. 3-D descriptors ([B*H, S, D], zero fill past S) would remove it; not done yet.
 
 Gluon compiles only for a real GPU (no CPU interpreter), so this structure is offered on
 sm_90 only (``expert_rules/selection.yaml``); its CPU tests compile it for sm_90 and the GPU
