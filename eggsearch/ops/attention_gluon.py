@@ -62,28 +62,32 @@ WS_CONSUMER_REGS = 232
 
 
 @gluon.jit
-def _wgmma_tile(num_m, HEAVY_FIRST: gl.constexpr):
-    """(start_m, bh) of this program: the query blocks of one head are adjacent in the grid."""
-    pid = gl.program_id(0)
-    bh = pid // num_m
-    start_m = pid % num_m
+def _wgmma_tile(t, num_m, S, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+             CAUSAL: gl.constexpr, HEAVY_FIRST: gl.constexpr):
+    """Tile ``t`` (the query blocks of one head are adjacent, the longest causal rows first
+    with HEAVY_FIRST): its first query row, head, number of key blocks and first masked key
+    block."""
+    bh = t // num_m
+    start_m = t % num_m
     if HEAVY_FIRST:
         start_m = num_m - 1 - start_m
-    return start_m, bh
+    if CAUSAL:
+        n_blocks = gl.cdiv(gl.minimum((start_m + 1) * BLOCK_M, S), BLOCK_N)
+        mask_block = (start_m * BLOCK_M) // BLOCK_N
+    else:
+        n_blocks = gl.cdiv(S, BLOCK_N)
+        mask_block = S // BLOCK_N
+    return start_m * BLOCK_M, bh, n_blocks, mask_block
 
 
 @gluon.jit
-def _wgmma_load_kv(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, kv_row, block,
-                   BLOCK_N: gl.constexpr, STAGES: gl.constexpr):
-    """Start the TMA copies of key block ``block`` into its stage (``block % STAGES``)."""
-    stage = block % STAGES
+def _wgmma_load_kv(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, row, stage):
+    """Start the TMA copies of the key block at row ``row`` of K and V into stage ``stage``."""
     nbytes: gl.constexpr = k_desc.block_type.nbytes
     mbarrier.expect(k_ready.index(stage), nbytes)
-    tma.async_copy_global_to_shared(k_desc, [kv_row + block * BLOCK_N, 0], k_ready.index(stage),
-                                    k_smem.index(stage))
+    tma.async_copy_global_to_shared(k_desc, [row, 0], k_ready.index(stage), k_smem.index(stage))
     mbarrier.expect(v_ready.index(stage), nbytes)
-    tma.async_copy_global_to_shared(v_desc, [kv_row + block * BLOCK_N, 0], v_ready.index(stage),
-                                    v_smem.index(stage))
+    tma.async_copy_global_to_shared(v_desc, [row, 0], v_ready.index(stage), v_smem.index(stage))
 
 
 @gluon.jit
@@ -133,14 +137,9 @@ def _attention_wgmma_kernel(q_desc, k_desc, v_desc, o_ptr, S, qk_scale,
     p_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=o_layout, k_width=2)
     dtype: gl.constexpr = q_desc.dtype
 
-    start_m, bh = _wgmma_tile(gl.cdiv(S, BLOCK_M), HEAVY_FIRST)
+    row0, bh, n_blocks, mask_block = _wgmma_tile(gl.program_id(0), gl.cdiv(S, BLOCK_M), S,
+                                                 BLOCK_M, BLOCK_N, CAUSAL, HEAVY_FIRST)
     kv_row = bh * S
-    if CAUSAL:
-        n_blocks = gl.cdiv(gl.minimum((start_m + 1) * BLOCK_M, S), BLOCK_N)
-        mask_block = (start_m * BLOCK_M) // BLOCK_N
-    else:
-        n_blocks = gl.cdiv(S, BLOCK_N)
-        mask_block = S // BLOCK_N
 
     q_smem = gl.allocate_shared_memory(dtype, [BLOCK_M, HEAD_DIM], q_desc.layout)
     k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], k_desc.layout)
@@ -154,13 +153,13 @@ def _attention_wgmma_kernel(q_desc, k_desc, v_desc, o_ptr, S, qk_scale,
         mbarrier.init(v_ready.index(i), count=1)
 
     mbarrier.expect(q_ready, q_desc.block_type.nbytes)
-    tma.async_copy_global_to_shared(q_desc, [kv_row + start_m * BLOCK_M, 0], q_ready, q_smem)
+    tma.async_copy_global_to_shared(q_desc, [kv_row + row0, 0], q_ready, q_smem)
     for i in gl.static_range(STAGES):
         if i < n_blocks:
-            _wgmma_load_kv(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, kv_row, i,
-                           BLOCK_N, STAGES)
+            _wgmma_load_kv(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready,
+                           kv_row + i * BLOCK_N, i)
 
-    rows = start_m * BLOCK_M + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, s_layout))
+    rows = row0 + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, s_layout))
     m_i = gl.full([BLOCK_M], float("-inf"), gl.float32, layout=gl.SliceLayout(1, s_layout))
     l_i = gl.full([BLOCK_M], 0.0, gl.float32, layout=gl.SliceLayout(1, s_layout))
     s_zero = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, layout=s_layout)
@@ -190,8 +189,8 @@ def _attention_wgmma_kernel(q_desc, k_desc, v_desc, o_ptr, S, qk_scale,
         # Every warp is past its wgmma reading stage `prev`: refill it.
         gl.thread_barrier()
         if j - 1 + STAGES < n_blocks:
-            _wgmma_load_kv(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, kv_row,
-                           j - 1 + STAGES, BLOCK_N, STAGES)
+            _wgmma_load_kv(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready,
+                           kv_row + (j - 1 + STAGES) * BLOCK_N, prev)
         acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
         p_op = gl.convert_layout(p.to(dtype), p_layout)
 
@@ -205,31 +204,13 @@ def _attention_wgmma_kernel(q_desc, k_desc, v_desc, o_ptr, S, qk_scale,
         mbarrier.invalidate(v_ready.index(i))
 
     acc = acc / gl.convert_layout(l_i, gl.SliceLayout(1, o_layout))[:, None]
-    out_rows = start_m * BLOCK_M + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, o_layout))
+    out_rows = row0 + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, o_layout))
     cols = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, o_layout))
     ptrs = (o_ptr + (kv_row + out_rows).to(gl.int64)[:, None] * stride_os + cols[None, :])
     gl.store(ptrs, acc.to(dtype), mask=(out_rows < S)[:, None])
 
 
 # ---- warp-specialized and persistent: a loader warp, one partition per 64 query rows -------
-@gluon.jit
-def _ws_tile(t, num_m, S, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-             CAUSAL: gl.constexpr, HEAVY_FIRST: gl.constexpr):
-    """Tile ``t`` (query blocks of one head adjacent): its first query row, head, number of
-    key blocks and first masked key block."""
-    bh = t // num_m
-    start_m = t % num_m
-    if HEAVY_FIRST:
-        start_m = num_m - 1 - start_m
-    if CAUSAL:
-        n_blocks = gl.cdiv(gl.minimum((start_m + 1) * BLOCK_M, S), BLOCK_N)
-        mask_block = (start_m * BLOCK_M) // BLOCK_N
-    else:
-        n_blocks = gl.cdiv(S, BLOCK_N)
-        mask_block = S // BLOCK_N
-    return start_m * BLOCK_M, bh, n_blocks, mask_block
-
-
 @gluon.jit
 def _ws_loader(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_free, k_ready,
                v_ready, kv_free, S, num_m, num_tiles, BLOCK_N: gl.constexpr,
@@ -241,7 +222,7 @@ def _ws_loader(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_free, 
     count = 0
     it = 0
     for t in range(gl.program_id(0), num_tiles, gl.num_programs(0)):
-        row0, bh, n_blocks, mask_block = _ws_tile(t, num_m, S, 128, BLOCK_N, CAUSAL,
+        row0, bh, n_blocks, mask_block = _wgmma_tile(t, num_m, S, 128, BLOCK_N, CAUSAL,
                                                   HEAVY_FIRST)
         kv_row = bh * S
         mbarrier.wait(q_free, (it & 1) ^ 1, pred=it > 0)
@@ -253,13 +234,8 @@ def _ws_loader(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_free, 
             stage = count % STAGES
             mbarrier.wait(kv_free.index(stage), ((count // STAGES) & 1) ^ 1,
                           pred=count >= STAGES)
-            nbytes: gl.constexpr = k_desc.block_type.nbytes
-            mbarrier.expect(k_ready.index(stage), nbytes)
-            tma.async_copy_global_to_shared(k_desc, [kv_row + j * BLOCK_N, 0],
-                                            k_ready.index(stage), k_smem.index(stage))
-            mbarrier.expect(v_ready.index(stage), nbytes)
-            tma.async_copy_global_to_shared(v_desc, [kv_row + j * BLOCK_N, 0],
-                                            v_ready.index(stage), v_smem.index(stage))
+            _wgmma_load_kv(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready,
+                           kv_row + j * BLOCK_N, stage)
             count += 1
         it += 1
 
@@ -306,7 +282,7 @@ def _ws_consumer(q_smem, k_smem, v_smem, q_ready, q_free, k_ready, v_ready, kv_f
     if PINGPONG and HALF == 1:
         mbarrier.arrive(turn.index(0), count=1)  # the first turn is the first half's
     for t in range(gl.program_id(0), num_tiles, gl.num_programs(0)):
-        row0, bh, n_blocks, mask_block = _ws_tile(t, num_m, S, 128, BLOCK_N, CAUSAL,
+        row0, bh, n_blocks, mask_block = _wgmma_tile(t, num_m, S, 128, BLOCK_N, CAUSAL,
                                                   HEAVY_FIRST)
         kv_row = bh * S
         rows = row0 + HALF * 64 + gl.arange(0, 64, layout=gl.SliceLayout(1, s_layout))
