@@ -32,11 +32,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from eggsearch.ops.matmul import launch_descriptor, launch_tiled  # noqa: E402
+from eggsearch.ops.matmul import launch_descriptor, launch_streamk, launch_tiled  # noqa: E402
 from eggsearch.timing import FLUSH_BYTES, bench_cuda  # noqa: E402
 
 BEST = dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, PERSISTENT=True, FLATTEN=True,
             EPILOGUE_SUBTILE=True, num_warps=8, num_stages=4, INPUT_PRECISION="ieee")
+STREAMK = [dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, SK_PIECES=2, FLATTEN=True,
+                EPILOGUE_SUBTILE=sub, num_warps=8, num_stages=stages, INPUT_PRECISION="ieee")
+           for sub, stages in [(True, 4), (False, 3)]]
 BEST_TILED = dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3,
                   INPUT_PRECISION="ieee")
 
@@ -99,6 +102,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--grid", action="store_true")
+    parser.add_argument("--streamk", action="store_true",
+                        help="also the streamk structure (its seeds at this shape)")
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="then time every candidate again in this many alternating rounds")
     args = parser.parse_args()
 
     import torch
@@ -117,6 +124,12 @@ def main() -> None:
         "descriptor best": lambda: launch_descriptor(a, b, out=out, **BEST),
         "tiled 128x256x64": lambda: launch_tiled(a, b, out=out, **BEST_TILED),
     }
+    if args.streamk:
+        candidates["descriptor 3 stages"] = lambda: launch_descriptor(
+            a, b, out=out, **dict(BEST, EPILOGUE_SUBTILE=False, num_stages=3))
+        for cfg in STREAMK:
+            name = f"streamk sub{int(cfg['EPILOGUE_SUBTILE'])} s{cfg['num_stages']}"
+            candidates[name] = (lambda c: lambda: launch_streamk(a, b, out=out, **c))(cfg)
     rows = []
     print(f"{torch.cuda.get_device_name(0)}; torch {torch.__version__}, triton "
           f"{triton.__version__}")
@@ -136,6 +149,21 @@ def main() -> None:
                          host_us=host))
         print(f"{name:34} {ev:9.4f} {busy:9.4f} {kern:9.4f} {flops / kern / 1e9:9.1f} "
               f"{host:8.1f}", flush=True)
+
+    rounds = {name: [] for name in candidates}
+    for r in range(args.rounds):
+        order = list(candidates.items())
+        for name, fn in (order if r % 2 == 0 else order[::-1]):
+            rounds[name].append(bench_cuda(fn)[0])
+    if args.rounds:
+        print(f"\nalternating rounds (events ms; median of {args.rounds}), and vs cuBLAS")
+        cublas = statistics.median(rounds["cublas"])
+        for name, times in rounds.items():
+            med = statistics.median(times)
+            print(f"{name:34} {med:9.4f}  {cublas / med:5.3f}x  "
+                  + " ".join(f"{t:.4f}" for t in times))
+        for row in rows:
+            row["rounds_ms"] = rounds[row["what"]]
 
     grid = []
     if args.grid:

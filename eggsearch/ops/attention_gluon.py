@@ -57,6 +57,8 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 
 LOG2E = 1.4426950408889634
+# LAZY_RESCALE: how far (log2 units) a row max may pass the running max before it moves.
+RESCALE_THRESHOLD: gl.constexpr = gl.constexpr(8.0)
 # Registers a thread of the second consumer warpgroup may hold (setmaxnreg; the loader keeps 24).
 WS_CONSUMER_REGS = 232
 
@@ -92,11 +94,19 @@ def _wgmma_load_kv(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, row, stage)
 
 @gluon.jit
 def _wgmma_softmax(s, m_i, l_i, block, mask_block, rows, S, qk_scale,
-                   BLOCK_N: gl.constexpr, CAUSAL: gl.constexpr, s_layout: gl.constexpr):
+                   BLOCK_N: gl.constexpr, CAUSAL: gl.constexpr, LAZY_RESCALE: gl.constexpr,
+                   s_layout: gl.constexpr):
     """Online softmax of the scores ``s`` of key block ``block``: returns P (fp32, relative to
-    the new row max), the rescale factor of the old state, and the new row sums and maxima (log2
-    units). Blocks from ``mask_block`` on are masked (causal: keys after the row; else keys past
-    S)."""
+    the running row max), the rescale factor of the old state, whether the output accumulator
+    must be rescaled by it, and the new row sums and maxima (log2 units). Blocks from
+    ``mask_block`` on are masked (causal: keys after the row; else keys past S).
+
+    LAZY_RESCALE: the running max moves only when some row of the program (or partition) has
+    grown by more than ``RESCALE_THRESHOLD`` (log2 units) past it, so most blocks skip the
+    exp2 of the factor and the rescale of the sums and of the [rows, HEAD_DIM] accumulator
+    (FlashAttention-4's conditional rescaling, here with a max over the warpgroup's rows as
+    the uniform branch condition). Exact: P, the sums and the accumulator share the stale max;
+    P stays below 2**RESCALE_THRESHOLD, in range for fp16 and bf16."""
     if block >= mask_block:
         cols = block * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
         if CAUSAL:
@@ -104,21 +114,31 @@ def _wgmma_softmax(s, m_i, l_i, block, mask_block, rows, S, qk_scale,
         else:
             keep = (cols < S)[None, :]
         s = gl.where(keep, s * qk_scale, float("-inf"))
-        m_new = gl.maximum(m_i, gl.max(s, 1))  # finite: block 0 holds key 0, seen by every row
-        p = gl.exp2(s - m_new[:, None])
+        m_blk = gl.max(s, 1)  # finite from block 0 on: it holds key 0, seen by every row
+        scale = 1.0
     else:
-        m_new = gl.maximum(m_i, gl.max(s, 1) * qk_scale)
-        p = gl.exp2(s * qk_scale - m_new[:, None])
+        m_blk = gl.max(s, 1) * qk_scale
+        scale = qk_scale
+    m_new = gl.maximum(m_i, m_blk)
+    if LAZY_RESCALE:
+        rescale = gl.max(m_blk - m_i, 0) > RESCALE_THRESHOLD
+        m_new = gl.where(rescale, m_new, m_i)
+    else:
+        rescale: gl.constexpr = True
+    p = gl.exp2(s * scale - m_new[:, None])
     alpha = gl.exp2(m_i - m_new)
-    l_i = l_i * alpha + gl.sum(p, 1)
-    return p, alpha, l_i, m_new
+    if rescale:
+        l_i = l_i * alpha
+    l_i = l_i + gl.sum(p, 1)
+    return p, alpha, rescale, l_i, m_new
 
 
 @gluon.jit
 def _attention_wgmma_kernel(q_desc, k_desc, v_desc, o_ptr, S, qk_scale,
                             stride_os, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
                             BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
-                            CAUSAL: gl.constexpr, HEAVY_FIRST: gl.constexpr):
+                            CAUSAL: gl.constexpr, HEAVY_FIRST: gl.constexpr,
+                            LAZY_RESCALE: gl.constexpr):
     """One [BLOCK_M, HEAD_DIM] block of the output per program; 1-D grid of
     cdiv(S, BLOCK_M) * B * H programs of BLOCK_M // 16 warps.
 
@@ -169,8 +189,8 @@ def _attention_wgmma_kernel(q_desc, k_desc, v_desc, o_ptr, S, qk_scale,
     mbarrier.wait(q_ready, 0)
     mbarrier.wait(k_ready.index(0), 0)
     s = warpgroup_mma(q_smem, k_smem.index(0).permute((1, 0)), s_zero, use_acc=False)
-    p, alpha, l_i, m_i = _wgmma_softmax(s, m_i, l_i, 0, mask_block, rows, S, qk_scale,
-                                        BLOCK_N, CAUSAL, s_layout)
+    p, alpha, rescale, l_i, m_i = _wgmma_softmax(s, m_i, l_i, 0, mask_block, rows, S, qk_scale,
+                                                 BLOCK_N, CAUSAL, LAZY_RESCALE, s_layout)
     p_op = gl.convert_layout(p.to(dtype), p_layout)
 
     for j in range(1, n_blocks):
@@ -183,15 +203,17 @@ def _attention_wgmma_kernel(q_desc, k_desc, v_desc, o_ptr, S, qk_scale,
         acc_tok = warpgroup_mma(p_op, v_smem.index(prev), acc, is_async=True)
         s = warpgroup_mma_wait(num_outstanding=1, deps=[s_tok])
         # The softmax of block j runs while P V of block j - 1 is on the tensor cores.
-        p, alpha, l_i, m_i = _wgmma_softmax(s, m_i, l_i, j, mask_block, rows, S, qk_scale,
-                                            BLOCK_N, CAUSAL, s_layout)
+        p, alpha, rescale, l_i, m_i = _wgmma_softmax(s, m_i, l_i, j, mask_block, rows, S,
+                                                     qk_scale, BLOCK_N, CAUSAL, LAZY_RESCALE,
+                                                     s_layout)
         acc = warpgroup_mma_wait(num_outstanding=0, deps=[acc_tok])
         # Every warp is past its wgmma reading stage `prev`: refill it.
         gl.thread_barrier()
         if j - 1 + STAGES < n_blocks:
             _wgmma_load_kv(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready,
                            kv_row + (j - 1 + STAGES) * BLOCK_N, prev)
-        acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
+        if rescale:
+            acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
         p_op = gl.convert_layout(p.to(dtype), p_layout)
 
     last = (n_blocks - 1) % STAGES
@@ -259,7 +281,8 @@ def _ws_pass_turn(turn, HALF: gl.constexpr, PINGPONG: gl.constexpr):
 def _ws_consumer(q_smem, k_smem, v_smem, q_ready, q_free, k_ready, v_ready, kv_free, turn,
                  o_ptr, stride_os, S, num_m, num_tiles, qk_scale, HALF: gl.constexpr,
                  HEAD_DIM: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
-                 CAUSAL: gl.constexpr, HEAVY_FIRST: gl.constexpr, PINGPONG: gl.constexpr):
+                 CAUSAL: gl.constexpr, HEAVY_FIRST: gl.constexpr, PINGPONG: gl.constexpr,
+                 LAZY_RESCALE: gl.constexpr):
     """One warpgroup's 64 query rows (half ``HALF`` of each tile): the pipelined loop of the
     unspecialized kernel, releasing Q and each K/V stage by an arrival instead of a CTA-wide
     barrier. Both consumers walk every key block of the tile (the loader counts on two
@@ -298,8 +321,9 @@ def _ws_consumer(q_smem, k_smem, v_smem, q_ready, q_free, k_ready, v_ready, kv_f
                               is_async=True)
         _ws_pass_turn(turn, HALF, PINGPONG)
         s = warpgroup_mma_wait(num_outstanding=0, deps=[s_tok])
-        p, alpha, l_i, m_i = _wgmma_softmax(s, m_i, l_i, 0, mask_block, rows, S, qk_scale,
-                                            BLOCK_N, CAUSAL, s_layout)
+        p, alpha, rescale, l_i, m_i = _wgmma_softmax(s, m_i, l_i, 0, mask_block, rows, S,
+                                                     qk_scale, BLOCK_N, CAUSAL, LAZY_RESCALE,
+                                                     s_layout)
         p_op = gl.convert_layout(p.to(dtype), p_layout)
         for j in range(1, n_blocks):
             prev = stage
@@ -314,11 +338,13 @@ def _ws_consumer(q_smem, k_smem, v_smem, q_ready, q_free, k_ready, v_ready, kv_f
             _ws_pass_turn(turn, HALF, PINGPONG)
             s = warpgroup_mma_wait(num_outstanding=1, deps=[s_tok])
             # This block's softmax runs while the previous block's P V is on the tensor cores.
-            p, alpha, l_i, m_i = _wgmma_softmax(s, m_i, l_i, j, mask_block, rows, S, qk_scale,
-                                                BLOCK_N, CAUSAL, s_layout)
+            p, alpha, rescale, l_i, m_i = _wgmma_softmax(s, m_i, l_i, j, mask_block, rows, S,
+                                                         qk_scale, BLOCK_N, CAUSAL,
+                                                         LAZY_RESCALE, s_layout)
             acc = warpgroup_mma_wait(num_outstanding=0, deps=[acc_tok])
             mbarrier.arrive(kv_free.index(prev), count=1)
-            acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
+            if rescale:
+                acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
             p_op = gl.convert_layout(p.to(dtype), p_layout)
         # Every Q K^T of the tile has retired: the loader may bring the next tile's Q.
         mbarrier.arrive(q_free, count=1)
@@ -343,7 +369,7 @@ def _attention_wgmma_ws_kernel(q_desc, k_desc, v_desc, o_ptr, S, qk_scale, strid
                                num_tiles, HEAD_DIM: gl.constexpr, BLOCK_N: gl.constexpr,
                                STAGES: gl.constexpr, CAUSAL: gl.constexpr,
                                HEAVY_FIRST: gl.constexpr, PINGPONG: gl.constexpr,
-                               CONSUMER_REGS: gl.constexpr):
+                               LAZY_RESCALE: gl.constexpr, CONSUMER_REGS: gl.constexpr):
     """As :func:`_attention_wgmma_kernel` at BLOCK_M = 128, warp-specialized, and persistent
     when launched with fewer programs than ``num_tiles`` (each takes tiles pid, pid + grid,
     ...). The kernel's 4 warps (the default partition) take query rows 0-63 of each tile, a
@@ -374,10 +400,10 @@ def _attention_wgmma_ws_kernel(q_desc, k_desc, v_desc, o_ptr, S, qk_scale, strid
     gl.warp_specialize([
         (_ws_consumer, (q_smem, k_smem, v_smem, q_ready, q_free, k_ready, v_ready, kv_free,
                         turn, o_ptr, stride_os, S, num_m, num_tiles, qk_scale, 0, HEAD_DIM,
-                        BLOCK_N, STAGES, CAUSAL, HEAVY_FIRST, PINGPONG)),
+                        BLOCK_N, STAGES, CAUSAL, HEAVY_FIRST, PINGPONG, LAZY_RESCALE)),
         (_ws_consumer, (q_smem, k_smem, v_smem, q_ready, q_free, k_ready, v_ready, kv_free,
                         turn, o_ptr, stride_os, S, num_m, num_tiles, qk_scale, 1, HEAD_DIM,
-                        BLOCK_N, STAGES, CAUSAL, HEAVY_FIRST, PINGPONG)),
+                        BLOCK_N, STAGES, CAUSAL, HEAVY_FIRST, PINGPONG, LAZY_RESCALE)),
         (_ws_loader, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_free,
                       k_ready, v_ready, kv_free, S, num_m, num_tiles, BLOCK_N, STAGES, CAUSAL,
                       HEAVY_FIRST)),
@@ -402,7 +428,8 @@ def persistent_programs(num_tiles: int, num_m: int, sms: int, causal: bool) -> i
 
 
 def launch_flash_wgmma(q, k, v, is_causal, *, out, BLOCK_M, BLOCK_N, STAGES, HEAVY_FIRST,
-                       WARP_SPECIALIZE=False, PERSISTENT=False, PINGPONG=False):
+                       WARP_SPECIALIZE=False, PERSISTENT=False, PINGPONG=False,
+                       LAZY_RESCALE=False):
     """Launch :func:`_attention_wgmma_kernel` (num_warps = BLOCK_M // 16), or with
     WARP_SPECIALIZE (BLOCK_M 128 only) :func:`_attention_wgmma_ws_kernel`."""
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
@@ -442,13 +469,14 @@ def launch_flash_wgmma(q, k, v, is_causal, *, out, BLOCK_M, BLOCK_N, STAGES, HEA
             desc(q, 64), desc(k, BLOCK_N), desc(v, BLOCK_N), out, S, LOG2E / math.sqrt(D),
             out.stride(2), num_tiles, HEAD_DIM=D, BLOCK_N=BLOCK_N, STAGES=STAGES,
             CAUSAL=causal, HEAVY_FIRST=HEAVY_FIRST, PINGPONG=PINGPONG,
-            CONSUMER_REGS=WS_CONSUMER_REGS,
+            LAZY_RESCALE=LAZY_RESCALE, CONSUMER_REGS=WS_CONSUMER_REGS,
             num_warps=4)
         return
     _attention_wgmma_kernel[grid](
         desc(q, BLOCK_M), desc(k, BLOCK_N), desc(v, BLOCK_N), out, S, LOG2E / math.sqrt(D),
         out.stride(2), HEAD_DIM=D, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, STAGES=STAGES,
-        CAUSAL=causal, HEAVY_FIRST=HEAVY_FIRST, num_warps=BLOCK_M // 16)
+        CAUSAL=causal, HEAVY_FIRST=HEAVY_FIRST, LAZY_RESCALE=LAZY_RESCALE,
+        num_warps=BLOCK_M // 16)
 
 
 def compile_for_sm90(config: dict, causal: bool, head_dim: int = 128,
@@ -473,7 +501,8 @@ def compile_for_sm90(config: dict, causal: bool, head_dim: int = 128,
     common = {"k_desc": desc(bn), "v_desc": desc(bn), "o_ptr": mangle_type(host), "S": "i32",
               "qk_scale": "fp32", "stride_os": "i32"}
     const = {"HEAD_DIM": head_dim, "BLOCK_N": bn, "STAGES": config["STAGES"],
-             "CAUSAL": causal, "HEAVY_FIRST": config["HEAVY_FIRST"]}
+             "CAUSAL": causal, "HEAVY_FIRST": config["HEAVY_FIRST"],
+             "LAZY_RESCALE": bool(config.get("LAZY_RESCALE"))}
     if config.get("WARP_SPECIALIZE"):
         fn, warps = _attention_wgmma_ws_kernel, 4
         sig = {"q_desc": desc(64), **common, "num_tiles": "i32"}

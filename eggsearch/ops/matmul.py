@@ -10,6 +10,10 @@ Structures:
     descriptor  tiles moved by tensor descriptors (the TMA copy engine on Hopper), which handle
                 the edges themselves; one program per tile, or persistent (PERSISTENT), with the
                 tile and K loops optionally flattened into one pipelined loop (FLATTEN).
+    streamk     persistent descriptor tiles, with the last partial wave shared out by K blocks
+                (stream-K): with 512 tiles on 132 SMs, 116 tiles would otherwise run on 116
+                SMs while 16 wait; here every SM takes 56 or 57 of their 7424 K blocks and the
+                pieces of a tile meet through an fp32 workspace.
 
 Precision: ``INPUT_PRECISION`` ("ieee", "tf32x3" or "tf32") applies to fp32 inputs only; fp16 and
 bf16 products are exact on the tensor cores, and the kernels call plain ``tl.dot`` for them.
@@ -211,17 +215,31 @@ def _matmul_persistent_kernel(a_ptr, b_ptr, c_ptr, M, N, K,
 
 # ---- descriptor ------------------------------------------------------------------------------
 @triton.jit
-def _matmul_descriptor_acc(a_desc, b_desc, pid_m, pid_n, k_tiles,
+def _matmul_descriptor_acc(a_desc, b_desc, pid_m, pid_n, k_lo, k_hi,
                            BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                            INPUT_PRECISION: tl.constexpr):
-    """fp32 [BLOCK_M, BLOCK_N] tile (pid_m, pid_n) of A @ B, loading k_tiles K blocks through
-    the tensor descriptors (which zero-fill past the edges, so no masks)."""
+    """fp32 [BLOCK_M, BLOCK_N] tile (pid_m, pid_n) of A @ B over the K blocks k_lo .. k_hi - 1,
+    loaded through the tensor descriptors (which zero-fill past the edges, so no masks)."""
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for ki in range(k_tiles):
+    for ki in range(k_lo, k_hi):
         a = a_desc.load([pid_m * BLOCK_M, ki * BLOCK_K])
         b = b_desc.load([ki * BLOCK_K, pid_n * BLOCK_N])
         acc = _matmul_dot(a, b, acc, INPUT_PRECISION)
     return acc
+
+
+@triton.jit
+def _matmul_descriptor_store(c_desc, acc, pid_m, pid_n, BLOCK_M: tl.constexpr,
+                             BLOCK_N: tl.constexpr, EPILOGUE_SUBTILE: tl.constexpr):
+    """Store the fp32 tile ``acc`` as C's tile (pid_m, pid_n): whole, or with EPILOGUE_SUBTILE
+    in two halves (c_desc's block is then [BLOCK_M, BLOCK_N // 2])."""
+    if EPILOGUE_SUBTILE:
+        halves = tl.permute(tl.reshape(acc, (BLOCK_M, 2, BLOCK_N // 2)), (0, 2, 1))
+        left, right = tl.split(halves)
+        c_desc.store([pid_m * BLOCK_M, pid_n * BLOCK_N], left.to(c_desc.dtype))
+        c_desc.store([pid_m * BLOCK_M, pid_n * BLOCK_N + BLOCK_N // 2], right.to(c_desc.dtype))
+    else:
+        c_desc.store([pid_m * BLOCK_M, pid_n * BLOCK_N], acc.to(c_desc.dtype))
 
 
 @triton.jit
@@ -247,16 +265,88 @@ def _matmul_descriptor_kernel(a_desc, b_desc, c_desc, M, N, K,
     for tile_id in tl.range(tl.program_id(0), num_pid_m * num_pid_n, tl.num_programs(0),
                             flatten=FLATTEN):
         pid_m, pid_n = _matmul_grouped_tile(tile_id, num_pid_m, num_pid_n, GROUP_M)
-        acc = _matmul_descriptor_acc(a_desc, b_desc, pid_m, pid_n, k_tiles,
+        acc = _matmul_descriptor_acc(a_desc, b_desc, pid_m, pid_n, 0, k_tiles,
                                      BLOCK_M, BLOCK_N, BLOCK_K, INPUT_PRECISION)
-        if EPILOGUE_SUBTILE:
-            halves = tl.permute(tl.reshape(acc, (BLOCK_M, 2, BLOCK_N // 2)), (0, 2, 1))
-            left, right = tl.split(halves)
-            c_desc.store([pid_m * BLOCK_M, pid_n * BLOCK_N], left.to(c_desc.dtype))
-            c_desc.store([pid_m * BLOCK_M, pid_n * BLOCK_N + BLOCK_N // 2],
-                         right.to(c_desc.dtype))
-        else:
-            c_desc.store([pid_m * BLOCK_M, pid_n * BLOCK_N], acc.to(c_desc.dtype))
+        _matmul_descriptor_store(c_desc, acc, pid_m, pid_n, BLOCK_M, BLOCK_N, EPILOGUE_SUBTILE)
+
+
+# ---- streamk ------------------------------------------------------------------------------
+@triton.jit
+def _matmul_streamk_kernel(a_desc, b_desc, c_desc, ws_ptr, flags_ptr, M, N, K,
+                           sk_tiles, sk_programs,
+                           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                           GROUP_M: tl.constexpr, FLATTEN: tl.constexpr,
+                           EPILOGUE_SUBTILE: tl.constexpr, INPUT_PRECISION: tl.constexpr):
+    """Stream-K for the last partial wave, then whole tiles (data-parallel), on a persistent
+    grid of G programs (Osama et al., "Stream-K", PPoPP 2023, its "DP + one-tile SK" hybrid).
+
+    With T tiles, the first ``sk_tiles`` (T mod G, or all T when T < G) in grouped order would
+    leave most SMs idle in a last wave. Instead their ``sk_tiles * k_tiles`` K-block iterations
+    are cut into ``sk_programs`` contiguous, equal ranges (< k_tiles each, so a range touches at
+    most two tiles); the other T - sk_tiles tiles are then taken whole, pid + sk_tiles,
+    pid + sk_tiles + G, ... as in the descriptor kernel.
+
+    A range's piece of a tile either reaches the tile's last K block (the piece's program owns
+    the tile: it adds the others' partial sums and stores C) or not (it writes its fp32 partial
+    sum to ``ws_ptr`` [G, BLOCK_M, BLOCK_N] at its program's slot and raises ``flags_ptr[pid]``;
+    the owner lowers it again once read, so the flags are all zero between launches (CUDA
+    graphs may replay the kernel). A program does its non-owning piece first, and an owner
+    waits only for programs below it, whose non-owning pieces were their first work: no
+    program waits on one that is itself waiting, and the CPU interpreter, which runs programs
+    in order, never waits. The grid must be at most the number of SMs (all programs resident
+    at once)."""
+    pid = tl.program_id(0)
+    num_programs = tl.num_programs(0)
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    k_tiles = tl.cdiv(K, BLOCK_K)
+
+    if pid < sk_programs:
+        total = sk_tiles * k_tiles
+        lo = (pid * total) // sk_programs
+        hi = ((pid + 1) * total) // sk_programs
+        first_tile = lo // k_tiles
+        last_tile = (hi - 1) // k_tiles
+        offs_m = tl.arange(0, BLOCK_M)
+        offs_n = tl.arange(0, BLOCK_N)
+        ws_tile = (ws_ptr + pid.to(tl.int64) * BLOCK_M * BLOCK_N
+                   + offs_m[:, None] * BLOCK_N + offs_n[None, :])
+        # The non-owning piece first: the start of the next tile, or a middle of this one.
+        if hi < (first_tile + 1) * k_tiles or last_tile > first_tile:
+            t = last_tile
+            t_lo = tl.maximum(lo, t * k_tiles)
+            pid_m, pid_n = _matmul_grouped_tile(t, num_pid_m, num_pid_n, GROUP_M)
+            part = _matmul_descriptor_acc(a_desc, b_desc, pid_m, pid_n, t_lo - t * k_tiles,
+                                          hi - t * k_tiles, BLOCK_M, BLOCK_N, BLOCK_K,
+                                          INPUT_PRECISION)
+            tl.store(ws_tile, part)
+            tl.debug_barrier()  # every thread's part is written before the flag is raised
+            tl.atomic_xchg(flags_ptr + pid, 1, sem="release")
+        # The owning piece: the end of first_tile (when this range reaches it).
+        if hi >= (first_tile + 1) * k_tiles:
+            t = first_tile
+            pid_m, pid_n = _matmul_grouped_tile(t, num_pid_m, num_pid_n, GROUP_M)
+            acc = _matmul_descriptor_acc(a_desc, b_desc, pid_m, pid_n, lo - t * k_tiles,
+                                         k_tiles, BLOCK_M, BLOCK_N, BLOCK_K, INPUT_PRECISION)
+            # Programs below whose ranges reach into this tile hold its earlier K blocks.
+            q = pid - 1
+            while (q >= 0) and (((q + 1) * total) // sk_programs > t * k_tiles):
+                while tl.atomic_add(flags_ptr + q, 0, sem="acquire") == 0:
+                    pass
+                acc += tl.load(ws_ptr + q.to(tl.int64) * BLOCK_M * BLOCK_N
+                               + offs_m[:, None] * BLOCK_N + offs_n[None, :],
+                               cache_modifier=".cg")
+                tl.atomic_xchg(flags_ptr + q, 0)
+                q -= 1
+            _matmul_descriptor_store(c_desc, acc, pid_m, pid_n, BLOCK_M, BLOCK_N,
+                                     EPILOGUE_SUBTILE)
+
+    for tile_id in tl.range(sk_tiles + pid, num_pid_m * num_pid_n, num_programs,
+                            flatten=FLATTEN):
+        pid_m, pid_n = _matmul_grouped_tile(tile_id, num_pid_m, num_pid_n, GROUP_M)
+        acc = _matmul_descriptor_acc(a_desc, b_desc, pid_m, pid_n, 0, k_tiles,
+                                     BLOCK_M, BLOCK_N, BLOCK_K, INPUT_PRECISION)
+        _matmul_descriptor_store(c_desc, acc, pid_m, pid_n, BLOCK_M, BLOCK_N, EPILOGUE_SUBTILE)
 
 
 # ---- launchers -------------------------------------------------------------------------------
@@ -341,6 +431,51 @@ def launch_descriptor(a, b, *, out, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, PERSISTE
         num_warps=num_warps, num_stages=num_stages)
 
 
+# Workspace of the streamk kernel: one fp32 partial tile and one flag per program, kept per
+# (device, stream, tile shape, grid) so that a launch allocates nothing; the kernel leaves the
+# flags at zero, and launches on one stream never overlap.
+_STREAMK_WORKSPACE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def streamk_split(num_tiles: int, k_tiles: int, programs: int, max_pieces: int) -> tuple[int, int]:
+    """(sk_tiles, sk_programs) for the streamk kernel on ``programs`` persistent programs: the
+    tiles of the last partial wave (all of them when there are fewer tiles than programs) are
+    shared out by K blocks, each tile cut into at most ``max_pieces`` pieces; (0, 0) when the
+    tiles fill whole waves or the pieces would be whole tiles anyway (k_tiles of 1)."""
+    sk_tiles = num_tiles % programs if num_tiles > programs else num_tiles
+    sk_programs = min(programs, sk_tiles * max_pieces, sk_tiles * k_tiles)
+    if sk_programs <= sk_tiles:
+        return 0, 0
+    return sk_tiles, sk_programs
+
+
+def launch_streamk(a, b, *, out, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, SK_PIECES, FLATTEN,
+                   EPILOGUE_SUBTILE, num_warps, num_stages, INPUT_PRECISION):
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    M, N, K = _check_operands(a, b, out)
+    num_tiles = triton.cdiv(M, BLOCK_M) * triton.cdiv(N, BLOCK_N)
+    programs = _num_sms(a.device)  # with fewer tiles, the idle programs take K pieces
+    sk_tiles, sk_programs = streamk_split(num_tiles, triton.cdiv(K, BLOCK_K), programs,
+                                          SK_PIECES)
+    stream = torch.cuda.current_stream(a.device).cuda_stream if a.is_cuda else 0
+    key = (a.device, stream, BLOCK_M, BLOCK_N, programs)
+    if key not in _STREAMK_WORKSPACE:
+        _STREAMK_WORKSPACE[key] = (
+            torch.empty((programs, BLOCK_M, BLOCK_N), dtype=torch.float32, device=a.device),
+            torch.zeros(programs, dtype=torch.int32, device=a.device))
+    ws, flags = _STREAMK_WORKSPACE[key]
+    c_block_n = BLOCK_N // 2 if EPILOGUE_SUBTILE else BLOCK_N
+    _matmul_streamk_kernel[(programs,)](
+        TensorDescriptor.from_tensor(a, [BLOCK_M, BLOCK_K]),
+        TensorDescriptor.from_tensor(b, [BLOCK_K, BLOCK_N]),
+        TensorDescriptor.from_tensor(out, [BLOCK_M, c_block_n]),
+        ws, flags, M, N, K, sk_tiles, sk_programs,
+        BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, GROUP_M=GROUP_M,
+        FLATTEN=FLATTEN, EPILOGUE_SUBTILE=EPILOGUE_SUBTILE, INPUT_PRECISION=INPUT_PRECISION,
+        num_warps=num_warps, num_stages=num_stages)
+
+
 class Matmul(OpSpec):
     name = "matmul"
     summary = "C = A @ B (fp16, bf16, fp32; exact fp32 unless --allow-tf32)"
@@ -354,7 +489,8 @@ class Matmul(OpSpec):
     interpreter_shape = (67, 40, 88)  # odd M; rows 16-byte aligned for descriptors
     uses_tf32 = True
     structures = {"tiled": launch_tiled, "splitk": launch_splitk,
-                  "persistent": launch_persistent, "descriptor": launch_descriptor}
+                  "persistent": launch_persistent, "descriptor": launch_descriptor,
+                  "streamk": launch_streamk}
 
     def make_inputs(self, problem: Problem, seed: int, device: str):
         M, N, K = problem.shape

@@ -7,6 +7,7 @@ import torch
 import yaml
 
 from eggsearch.ops import get_op
+from eggsearch.ops.matmul import streamk_split
 from eggsearch.verify import compare, run_and_check
 from tests.ops.structure_check import assert_structure_correct
 
@@ -77,6 +78,64 @@ def test_descriptor(shape, dtype, config):
     assert_structure_correct("matmul", "descriptor", shape, dtype, config)
 
 
+# On the CPU the streamk grid has 4 programs. (67, 40, 88) at 16x16 has 15 tiles: the last 3
+# are shared out by K blocks (6 per tile, cut into 4 pieces: owners add one or two partials);
+# (37, 56, 72) at 32x16 has 8 tiles, whole waves, so none; (1, 24, 136) has 1 or 2 tiles,
+# fewer than the programs, so all of them are cut (split-K through the same workspace).
+STREAMK_CONFIGS = [
+    {**TILE_CONFIGS[0], "SK_PIECES": 2, "FLATTEN": False, "EPILOGUE_SUBTILE": False},
+    {**TILE_CONFIGS[0], "SK_PIECES": 4, "FLATTEN": True, "EPILOGUE_SUBTILE": True},
+    {**TILE_CONFIGS[1], "BLOCK_N": 32, "SK_PIECES": 4, "FLATTEN": True,
+     "EPILOGUE_SUBTILE": False},
+]
+
+
+@pytest.mark.parametrize("shape", DESCRIPTOR_SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("config", STREAMK_CONFIGS, ids=["pieces2", "pieces4-subtile", "32x32"])
+def test_streamk(shape, dtype, config):
+    assert_structure_correct("matmul", "streamk", shape, dtype, config)
+
+
+def test_streamk_split():
+    """The last partial wave is shared out; whole waves and single K blocks are left alone."""
+    # 4096^3 at 128x256x64 on 132 SMs: 512 tiles, 116 in the last wave, 7424 K blocks for 132.
+    assert streamk_split(512, 64, 132, 2) == (116, 132)
+    assert streamk_split(528, 64, 132, 2) == (0, 0)       # 4 whole waves
+    assert streamk_split(10, 64, 132, 4) == (10, 40)      # fewer tiles than SMs: split-K
+    assert streamk_split(10, 64, 132, 2) == (10, 20)
+    assert streamk_split(140, 1, 132, 4) == (0, 0)        # one K block: pieces = tiles
+    assert streamk_split(133, 3, 132, 4) == (1, 3)        # at most one piece per K block
+    for tiles, k_tiles, programs, pieces in [(512, 64, 132, 2), (15, 6, 4, 4), (2, 9, 4, 2),
+                                             (10, 64, 132, 4), (133, 3, 132, 4)]:
+        sk_tiles, sk_programs = streamk_split(tiles, k_tiles, programs, pieces)
+        total = sk_tiles * k_tiles
+        for pid in range(sk_programs):  # the kernel's ranges of K blocks
+            lo, hi = pid * total // sk_programs, (pid + 1) * total // sk_programs
+            assert 1 <= hi - lo <= k_tiles
+            assert (hi - 1) // k_tiles - lo // k_tiles <= 1, "a range touches at most 2 tiles"
+
+
+def test_streamk_leaves_flags_down_and_allocates_once():
+    """After a launch every flag is down again (so a replay, e.g. in a CUDA graph, finds them
+    as the first launch did), and a second launch reuses the same workspace."""
+    import eggsearch.ops.matmul as matmul
+
+    op = get_op("matmul")
+    problem = op.problem((67, 40, 88), "fp16")
+    config = STREAMK_CONFIGS[1]
+    matmul._STREAMK_WORKSPACE.clear()
+    for seed in (0, 1):
+        a, b = op.make_inputs(problem, seed, "cpu")
+        out = torch.full((67, 40), float("nan"), dtype=torch.float16)
+        op.structures["streamk"](a, b, out=out, **config)
+        check = compare(out, op.truth(a, b), op.tolerance(problem))
+        assert check.ok, check.message
+        assert len(matmul._STREAMK_WORKSPACE) == 1
+        (ws, flags), = matmul._STREAMK_WORKSPACE.values()
+        assert int(flags.abs().sum()) == 0
+
+
 @pytest.mark.parametrize("structure", ["tiled", "splitk", "persistent", "descriptor"])
 def test_tf32_when_allowed(structure):
     config = {**TILE_CONFIGS[0], "INPUT_PRECISION": "tf32"}
@@ -117,14 +176,16 @@ def _space() -> dict:
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("structure", ["tiled", "splitk", "persistent", "descriptor"])
+@pytest.mark.parametrize("structure", ["tiled", "splitk", "persistent", "descriptor",
+                                       "streamk"])
 def test_seeds_on_gpu(structure):
     """Every seed compiles and is correct on the GPU at an odd shape, in each dtype it fits."""
     op = get_op("matmul")
     for seed in _space()["structures"][structure]["seeds"]:
         dtypes = ["fp32"] if seed["INPUT_PRECISION"] != "ieee" else ["fp16", "bf16"]
         # Descriptors need 16-byte aligned rows: N and K multiples of 8 there.
-        shape = (999, 1208, 1040) if structure == "descriptor" else (999, 1201, 1037)
+        aligned = structure in ("descriptor", "streamk")
+        shape = (999, 1208, 1040) if aligned else (999, 1201, 1037)
         for dtype in dtypes:
             problem = op.problem(shape, dtype)
             check = run_and_check(op, problem, op.structures[structure], seed, 0, "cuda")
