@@ -11,6 +11,11 @@ rounds so that clock drift as the GPU heats hits every kernel alike; SDPA is tim
 dispatches it and, where available, with each backend forced.
 
     python experiments/attention_variants.py --out runs/attention-variants.json
+
+``--only TEXT`` keeps the configs whose label contains TEXT; ``--power-seconds N`` then runs
+each kernel (and SDPA) N seconds back to back while nvidia-smi samples the clock and power.
+The check also runs "ramp" inputs, whose scores rise along the keys so that row maxima keep
+growing block after block (the online softmax's rescaling is exercised, not only block 0).
 """
 
 from __future__ import annotations
@@ -33,19 +38,18 @@ TMA_BEST = ("flash_tma", {"BLOCK_M": 128, "BLOCK_N": 128, "num_warps": 8, "num_s
                           "HEAVY_FIRST": True})
 WGMMA = [("flash_wgmma", {"BLOCK_M": bm, "BLOCK_N": bn, "STAGES": st, "HEAVY_FIRST": hf,
                           "WARP_SPECIALIZE": ws, "PERSISTENT": pe, "PINGPONG": pp,
-                          "LAZY_RESCALE": lz})
-         for bm, bn, st, hf, ws, pe, pp, lz in [
+                          **({"SNAKE": True} if sn else {})})
+         for bm, bn, st, hf, ws, pe, pp, sn in [
              # session 6
              (128, 128, 3, True, False, False, False, False),
              (128, 128, 3, True, True, False, False, False),
              (128, 128, 3, True, True, True, False, False),
              (128, 128, 3, True, True, False, True, False),
              (128, 128, 3, True, True, True, True, False),
-             # session 7: the benchmark's best (HEAVY_FIRST off), and lazy rescaling
+             # session 7: the benchmark's best (HEAVY_FIRST off), and the snake tile order
              (128, 128, 3, False, True, True, False, False),
              (128, 128, 3, False, True, True, False, True),
-             (128, 128, 3, True, True, False, False, True),
-             (128, 128, 3, True, False, False, False, True)]]
+             (128, 128, 3, True, True, True, False, True)]]
 # The last two have more tiles than an H100/H200 has SMs (persistent programs take several).
 CHECK_SHAPES = [(1, 2, 67, 64), (2, 3, 200, 128), (1, 2, 129, 128), (1, 1, 1024, 128),
                 (4, 40, 520, 64), (2, 70, 300, 128)]
@@ -161,6 +165,36 @@ def speed(configs, shape, causal, dtype, rounds) -> list[dict]:
         ms = statistics.median(times[title])
         rows.append(dict(what=title, ms=ms, rounds=times[title],
                          tflops=flops / (ms * 1e-3) / 1e12))
+    return rows, entries
+
+
+def power(entries, seconds: float) -> list[dict]:
+    """Each entry called back to back for ``seconds`` while nvidia-smi samples the SM clock
+    and the board power every 50 ms: under a power cap, a kernel's speed is also a matter of
+    the clock its energy per step lets the GPU hold."""
+    import subprocess
+    import time
+
+    rows = []
+    for title, fn in entries:
+        fn()
+        torch.cuda.synchronize()
+        smi = subprocess.Popen(["nvidia-smi", "--query-gpu=clocks.sm,power.draw",
+                                "--format=csv,noheader,nounits", "-lms", "50"],
+                               stdout=subprocess.PIPE, text=True)
+        calls, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            for _ in range(10):
+                fn()
+            torch.cuda.synchronize()
+            calls += 10
+        wall = time.perf_counter() - t0
+        smi.terminate()
+        samples = [line.split(",") for line in smi.communicate()[0].splitlines()[2:-1]]
+        mhz = statistics.mean(float(a) for a, _ in samples) if samples else float("nan")
+        watts = statistics.mean(float(b) for _, b in samples) if samples else float("nan")
+        rows.append(dict(what=title, ms_per_call=wall / calls * 1e3, sm_mhz=mhz, watts=watts,
+                         samples=len(samples)))
     return rows
 
 
@@ -172,6 +206,8 @@ def main() -> None:
     ap.add_argument("--dtype", default="fp16", choices=["fp16", "bf16"])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--skip-check", action="store_true")
+    ap.add_argument("--power-seconds", type=float, default=0.0,
+                    help="then run each kernel this long back to back, sampling clock and power")
     ap.add_argument("--only", action="append", default=[], metavar="TEXT",
                     help="keep only the configs whose label contains TEXT (repeatable: any); "
                          "SDPA is always timed")
@@ -190,12 +226,19 @@ def main() -> None:
             print("  FAIL", r)
     shape = tuple(int(x) for x in args.shape.split("x"))
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-    result["speed"] = speed(configs, shape, bool(args.causal), dtype, args.rounds)
+    result["speed"], entries = speed(configs, shape, bool(args.causal), dtype, args.rounds)
     print(f"\n{args.shape} causal={args.causal} {args.dtype}, median of {args.rounds} rounds")
     print("| what | ms | TFLOP/s | rounds |\n| --- | --- | --- | --- |")
     for r in result["speed"]:
         rounds = " ".join(f"{t:.3f}" for t in r["rounds"])
         print(f"| {r['what']} | {r['ms']:.4f} | {r['tflops']:.0f} | {rounds} |")
+    if args.power_seconds:
+        result["power"] = power(entries, args.power_seconds)
+        print(f"\neach back to back for {args.power_seconds:g} s (nvidia-smi every 50 ms)")
+        print("| what | ms per call | SM MHz | W |\n| --- | --- | --- | --- |")
+        for r in result["power"]:
+            print(f"| {r['what']} | {r['ms_per_call']:.4f} | {r['sm_mhz']:.0f} | "
+                  f"{r['watts']:.0f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
 

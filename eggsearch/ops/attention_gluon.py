@@ -57,8 +57,6 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 
 LOG2E = 1.4426950408889634
-# LAZY_RESCALE: how far (log2 units) a row max may pass the running max before it moves.
-RESCALE_THRESHOLD: gl.constexpr = gl.constexpr(8.0)
 # Registers a thread of the second consumer warpgroup may hold (setmaxnreg; the loader keeps 24).
 WS_CONSUMER_REGS = 232
 
@@ -83,6 +81,20 @@ def _wgmma_tile(t, num_m, S, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
 
 
 @gluon.jit
+def _persistent_tile(t, num_tiles, SNAKE: gl.constexpr):
+    """The tile a persistent program takes at its step ``t`` (pid, pid + grid, ...): ``t``
+    itself, or with SNAKE every other whole round of ``grid`` tiles taken in reverse, so that
+    program p meets positions p and grid - 1 - p in turn (a short causal tile, then a long
+    one) and all SMs can be used; a last partial round keeps its order."""
+    if SNAKE:
+        grid = gl.num_programs(0)
+        k = t // grid
+        rev = ((k % 2) == 1) & ((k + 1) * grid <= num_tiles)
+        t = t + rev.to(gl.int32) * (grid - 1 - 2 * (t % grid))
+    return t
+
+
+@gluon.jit
 def _wgmma_load_kv(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, row, stage):
     """Start the TMA copies of the key block at row ``row`` of K and V into stage ``stage``."""
     nbytes: gl.constexpr = k_desc.block_type.nbytes
@@ -94,19 +106,11 @@ def _wgmma_load_kv(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready, row, stage)
 
 @gluon.jit
 def _wgmma_softmax(s, m_i, l_i, block, mask_block, rows, S, qk_scale,
-                   BLOCK_N: gl.constexpr, CAUSAL: gl.constexpr, LAZY_RESCALE: gl.constexpr,
-                   s_layout: gl.constexpr):
+                   BLOCK_N: gl.constexpr, CAUSAL: gl.constexpr, s_layout: gl.constexpr):
     """Online softmax of the scores ``s`` of key block ``block``: returns P (fp32, relative to
-    the running row max), the rescale factor of the old state, whether the output accumulator
-    must be rescaled by it, and the new row sums and maxima (log2 units). Blocks from
-    ``mask_block`` on are masked (causal: keys after the row; else keys past S).
-
-    LAZY_RESCALE: the running max moves only when some row of the program (or partition) has
-    grown by more than ``RESCALE_THRESHOLD`` (log2 units) past it, so most blocks skip the
-    exp2 of the factor and the rescale of the sums and of the [rows, HEAD_DIM] accumulator
-    (FlashAttention-4's conditional rescaling, here with a max over the warpgroup's rows as
-    the uniform branch condition). Exact: P, the sums and the accumulator share the stale max;
-    P stays below 2**RESCALE_THRESHOLD, in range for fp16 and bf16."""
+    the new row max), the rescale factor of the old state, and the new row sums and maxima (log2
+    units). Blocks from ``mask_block`` on are masked (causal: keys after the row; else keys past
+    S)."""
     if block >= mask_block:
         cols = block * BLOCK_N + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, s_layout))
         if CAUSAL:
@@ -114,31 +118,21 @@ def _wgmma_softmax(s, m_i, l_i, block, mask_block, rows, S, qk_scale,
         else:
             keep = (cols < S)[None, :]
         s = gl.where(keep, s * qk_scale, float("-inf"))
-        m_blk = gl.max(s, 1)  # finite from block 0 on: it holds key 0, seen by every row
-        scale = 1.0
+        m_new = gl.maximum(m_i, gl.max(s, 1))  # finite: block 0 holds key 0, seen by every row
+        p = gl.exp2(s - m_new[:, None])
     else:
-        m_blk = gl.max(s, 1) * qk_scale
-        scale = qk_scale
-    m_new = gl.maximum(m_i, m_blk)
-    if LAZY_RESCALE:
-        rescale = gl.max(m_blk - m_i, 0) > RESCALE_THRESHOLD
-        m_new = gl.where(rescale, m_new, m_i)
-    else:
-        rescale: gl.constexpr = True
-    p = gl.exp2(s * scale - m_new[:, None])
+        m_new = gl.maximum(m_i, gl.max(s, 1) * qk_scale)
+        p = gl.exp2(s * qk_scale - m_new[:, None])
     alpha = gl.exp2(m_i - m_new)
-    if rescale:
-        l_i = l_i * alpha
-    l_i = l_i + gl.sum(p, 1)
-    return p, alpha, rescale, l_i, m_new
+    l_i = l_i * alpha + gl.sum(p, 1)
+    return p, alpha, l_i, m_new
 
 
 @gluon.jit
 def _attention_wgmma_kernel(q_desc, k_desc, v_desc, o_ptr, S, qk_scale,
                             stride_os, HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr,
                             BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
-                            CAUSAL: gl.constexpr, HEAVY_FIRST: gl.constexpr,
-                            LAZY_RESCALE: gl.constexpr):
+                            CAUSAL: gl.constexpr, HEAVY_FIRST: gl.constexpr):
     """One [BLOCK_M, HEAD_DIM] block of the output per program; 1-D grid of
     cdiv(S, BLOCK_M) * B * H programs of BLOCK_M // 16 warps.
 
@@ -189,8 +183,8 @@ def _attention_wgmma_kernel(q_desc, k_desc, v_desc, o_ptr, S, qk_scale,
     mbarrier.wait(q_ready, 0)
     mbarrier.wait(k_ready.index(0), 0)
     s = warpgroup_mma(q_smem, k_smem.index(0).permute((1, 0)), s_zero, use_acc=False)
-    p, alpha, rescale, l_i, m_i = _wgmma_softmax(s, m_i, l_i, 0, mask_block, rows, S, qk_scale,
-                                                 BLOCK_N, CAUSAL, LAZY_RESCALE, s_layout)
+    p, alpha, l_i, m_i = _wgmma_softmax(s, m_i, l_i, 0, mask_block, rows, S, qk_scale,
+                                        BLOCK_N, CAUSAL, s_layout)
     p_op = gl.convert_layout(p.to(dtype), p_layout)
 
     for j in range(1, n_blocks):
@@ -203,17 +197,15 @@ def _attention_wgmma_kernel(q_desc, k_desc, v_desc, o_ptr, S, qk_scale,
         acc_tok = warpgroup_mma(p_op, v_smem.index(prev), acc, is_async=True)
         s = warpgroup_mma_wait(num_outstanding=1, deps=[s_tok])
         # The softmax of block j runs while P V of block j - 1 is on the tensor cores.
-        p, alpha, rescale, l_i, m_i = _wgmma_softmax(s, m_i, l_i, j, mask_block, rows, S,
-                                                     qk_scale, BLOCK_N, CAUSAL, LAZY_RESCALE,
-                                                     s_layout)
+        p, alpha, l_i, m_i = _wgmma_softmax(s, m_i, l_i, j, mask_block, rows, S, qk_scale,
+                                            BLOCK_N, CAUSAL, s_layout)
         acc = warpgroup_mma_wait(num_outstanding=0, deps=[acc_tok])
         # Every warp is past its wgmma reading stage `prev`: refill it.
         gl.thread_barrier()
         if j - 1 + STAGES < n_blocks:
             _wgmma_load_kv(k_desc, v_desc, k_smem, v_smem, k_ready, v_ready,
                            kv_row + (j - 1 + STAGES) * BLOCK_N, prev)
-        if rescale:
-            acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
+        acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
         p_op = gl.convert_layout(p.to(dtype), p_layout)
 
     last = (n_blocks - 1) % STAGES
@@ -236,7 +228,8 @@ def _attention_wgmma_kernel(q_desc, k_desc, v_desc, o_ptr, S, qk_scale,
 @gluon.jit
 def _ws_loader(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_free, k_ready,
                v_ready, kv_free, S, num_m, num_tiles, BLOCK_N: gl.constexpr,
-               STAGES: gl.constexpr, CAUSAL: gl.constexpr, HEAVY_FIRST: gl.constexpr):
+               STAGES: gl.constexpr, CAUSAL: gl.constexpr, HEAVY_FIRST: gl.constexpr,
+               SNAKE: gl.constexpr):
     """The loader warp. Per tile: both halves of Q once both consumers have released the last
     tile's (``q_free``), then its K and V blocks into the ring; a stage is refilled once both
     consumers have released its previous block (``kv_free``). ``count`` numbers the blocks over
@@ -244,8 +237,8 @@ def _ws_loader(q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_free, 
     count = 0
     it = 0
     for t in range(gl.program_id(0), num_tiles, gl.num_programs(0)):
-        row0, bh, n_blocks, mask_block = _wgmma_tile(t, num_m, S, 128, BLOCK_N, CAUSAL,
-                                                  HEAVY_FIRST)
+        row0, bh, n_blocks, mask_block = _wgmma_tile(_persistent_tile(t, num_tiles, SNAKE),
+                                                  num_m, S, 128, BLOCK_N, CAUSAL, HEAVY_FIRST)
         kv_row = bh * S
         mbarrier.wait(q_free, (it & 1) ^ 1, pred=it > 0)
         mbarrier.expect(q_ready, 2 * q_desc.block_type.nbytes)
@@ -282,7 +275,7 @@ def _ws_consumer(q_smem, k_smem, v_smem, q_ready, q_free, k_ready, v_ready, kv_f
                  o_ptr, stride_os, S, num_m, num_tiles, qk_scale, HALF: gl.constexpr,
                  HEAD_DIM: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
                  CAUSAL: gl.constexpr, HEAVY_FIRST: gl.constexpr, PINGPONG: gl.constexpr,
-                 LAZY_RESCALE: gl.constexpr):
+                 SNAKE: gl.constexpr):
     """One warpgroup's 64 query rows (half ``HALF`` of each tile): the pipelined loop of the
     unspecialized kernel, releasing Q and each K/V stage by an arrival instead of a CTA-wide
     barrier. Both consumers walk every key block of the tile (the loader counts on two
@@ -305,8 +298,8 @@ def _ws_consumer(q_smem, k_smem, v_smem, q_ready, q_free, k_ready, v_ready, kv_f
     if PINGPONG and HALF == 1:
         mbarrier.arrive(turn.index(0), count=1)  # the first turn is the first half's
     for t in range(gl.program_id(0), num_tiles, gl.num_programs(0)):
-        row0, bh, n_blocks, mask_block = _wgmma_tile(t, num_m, S, 128, BLOCK_N, CAUSAL,
-                                                  HEAVY_FIRST)
+        row0, bh, n_blocks, mask_block = _wgmma_tile(_persistent_tile(t, num_tiles, SNAKE),
+                                                  num_m, S, 128, BLOCK_N, CAUSAL, HEAVY_FIRST)
         kv_row = bh * S
         rows = row0 + HALF * 64 + gl.arange(0, 64, layout=gl.SliceLayout(1, s_layout))
         m_i = gl.full([64], float("-inf"), gl.float32, layout=gl.SliceLayout(1, s_layout))
@@ -321,9 +314,8 @@ def _ws_consumer(q_smem, k_smem, v_smem, q_ready, q_free, k_ready, v_ready, kv_f
                               is_async=True)
         _ws_pass_turn(turn, HALF, PINGPONG)
         s = warpgroup_mma_wait(num_outstanding=0, deps=[s_tok])
-        p, alpha, rescale, l_i, m_i = _wgmma_softmax(s, m_i, l_i, 0, mask_block, rows, S,
-                                                     qk_scale, BLOCK_N, CAUSAL, LAZY_RESCALE,
-                                                     s_layout)
+        p, alpha, l_i, m_i = _wgmma_softmax(s, m_i, l_i, 0, mask_block, rows, S, qk_scale,
+                                            BLOCK_N, CAUSAL, s_layout)
         p_op = gl.convert_layout(p.to(dtype), p_layout)
         for j in range(1, n_blocks):
             prev = stage
@@ -338,13 +330,11 @@ def _ws_consumer(q_smem, k_smem, v_smem, q_ready, q_free, k_ready, v_ready, kv_f
             _ws_pass_turn(turn, HALF, PINGPONG)
             s = warpgroup_mma_wait(num_outstanding=1, deps=[s_tok])
             # This block's softmax runs while the previous block's P V is on the tensor cores.
-            p, alpha, rescale, l_i, m_i = _wgmma_softmax(s, m_i, l_i, j, mask_block, rows, S,
-                                                         qk_scale, BLOCK_N, CAUSAL,
-                                                         LAZY_RESCALE, s_layout)
+            p, alpha, l_i, m_i = _wgmma_softmax(s, m_i, l_i, j, mask_block, rows, S, qk_scale,
+                                                BLOCK_N, CAUSAL, s_layout)
             acc = warpgroup_mma_wait(num_outstanding=0, deps=[acc_tok])
             mbarrier.arrive(kv_free.index(prev), count=1)
-            if rescale:
-                acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
+            acc = acc * gl.convert_layout(alpha, gl.SliceLayout(1, o_layout))[:, None]
             p_op = gl.convert_layout(p.to(dtype), p_layout)
         # Every Q K^T of the tile has retired: the loader may bring the next tile's Q.
         mbarrier.arrive(q_free, count=1)
@@ -369,7 +359,7 @@ def _attention_wgmma_ws_kernel(q_desc, k_desc, v_desc, o_ptr, S, qk_scale, strid
                                num_tiles, HEAD_DIM: gl.constexpr, BLOCK_N: gl.constexpr,
                                STAGES: gl.constexpr, CAUSAL: gl.constexpr,
                                HEAVY_FIRST: gl.constexpr, PINGPONG: gl.constexpr,
-                               LAZY_RESCALE: gl.constexpr, CONSUMER_REGS: gl.constexpr):
+                               SNAKE: gl.constexpr, CONSUMER_REGS: gl.constexpr):
     """As :func:`_attention_wgmma_kernel` at BLOCK_M = 128, warp-specialized, and persistent
     when launched with fewer programs than ``num_tiles`` (each takes tiles pid, pid + grid,
     ...). The kernel's 4 warps (the default partition) take query rows 0-63 of each tile, a
@@ -400,36 +390,37 @@ def _attention_wgmma_ws_kernel(q_desc, k_desc, v_desc, o_ptr, S, qk_scale, strid
     gl.warp_specialize([
         (_ws_consumer, (q_smem, k_smem, v_smem, q_ready, q_free, k_ready, v_ready, kv_free,
                         turn, o_ptr, stride_os, S, num_m, num_tiles, qk_scale, 0, HEAD_DIM,
-                        BLOCK_N, STAGES, CAUSAL, HEAVY_FIRST, PINGPONG, LAZY_RESCALE)),
+                        BLOCK_N, STAGES, CAUSAL, HEAVY_FIRST, PINGPONG, SNAKE)),
         (_ws_consumer, (q_smem, k_smem, v_smem, q_ready, q_free, k_ready, v_ready, kv_free,
                         turn, o_ptr, stride_os, S, num_m, num_tiles, qk_scale, 1, HEAD_DIM,
-                        BLOCK_N, STAGES, CAUSAL, HEAVY_FIRST, PINGPONG, LAZY_RESCALE)),
+                        BLOCK_N, STAGES, CAUSAL, HEAVY_FIRST, PINGPONG, SNAKE)),
         (_ws_loader, (q_desc, k_desc, v_desc, q_smem, k_smem, v_smem, q_ready, q_free,
                       k_ready, v_ready, kv_free, S, num_m, num_tiles, BLOCK_N, STAGES, CAUSAL,
-                      HEAVY_FIRST)),
+                      HEAVY_FIRST, SNAKE)),
     ], [4, 1], [CONSUMER_REGS, 24])
 
 
 _GL_DTYPES = {torch.float16: gl.float16, torch.bfloat16: gl.bfloat16}
 
 
-def persistent_programs(num_tiles: int, num_m: int, sms: int, causal: bool) -> int:
-    """Programs of the persistent kernel: one per SM, except that causally the count is made
-    coprime with the query blocks per head. Program p takes tiles p, p + grid, ...; with a
-    grid of 132 and 32 query blocks per head, p would only ever see query blocks of one
-    residue mod 4, whose causal costs differ by 20% (136 vs 120 blocks per 8 tiles; the
-    causal run measured 435 TFLOP/s against 474 unpersistent). Coprime, each program cycles
-    through all of them: a simulated makespan 1.03x the mean at 131 programs (1.11x at 132)."""
+def persistent_programs(num_tiles: int, num_m: int, sms: int, causal: bool,
+                        snake: bool = False) -> int:
+    """Programs of the persistent kernel: one per SM (at most one per tile). Program p takes
+    tiles p, p + grid, ...; causally, with a grid of 132 and 32 query blocks per head, p would
+    only ever see query blocks of one residue mod 4, whose causal costs differ by 20% (136 vs
+    120 blocks per 8 tiles; measured 435 TFLOP/s against 474 unpersistent). Two cures: make the
+    grid coprime with the query blocks per head (131: each program cycles through all of them;
+    a simulated makespan 1.02x the mean, 1.12x at 132), or with ``snake`` keep every SM and
+    take every other round in reverse (:func:`_persistent_tile`: 1.007x the mean at 132)."""
     grid = max(1, min(num_tiles, sms))
-    if causal:
+    if causal and not snake:
         while grid > 1 and math.gcd(grid, num_m) != 1:
             grid -= 1
     return grid
 
 
 def launch_flash_wgmma(q, k, v, is_causal, *, out, BLOCK_M, BLOCK_N, STAGES, HEAVY_FIRST,
-                       WARP_SPECIALIZE=False, PERSISTENT=False, PINGPONG=False,
-                       LAZY_RESCALE=False):
+                       WARP_SPECIALIZE=False, PERSISTENT=False, PINGPONG=False, SNAKE=False):
     """Launch :func:`_attention_wgmma_kernel` (num_warps = BLOCK_M // 16), or with
     WARP_SPECIALIZE (BLOCK_M 128 only) :func:`_attention_wgmma_ws_kernel`."""
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
@@ -449,6 +440,9 @@ def launch_flash_wgmma(q, k, v, is_causal, *, out, BLOCK_M, BLOCK_N, STAGES, HEA
         raise ValueError("flash_wgmma: WARP_SPECIALIZE needs BLOCK_M 128 (two warpgroups)")
     if (PERSISTENT or PINGPONG) and not WARP_SPECIALIZE:
         raise ValueError("flash_wgmma: PERSISTENT and PINGPONG need WARP_SPECIALIZE")
+    if SNAKE and not PERSISTENT:
+        raise ValueError("flash_wgmma: SNAKE orders the tiles of persistent programs; it "
+                         "needs PERSISTENT")
     if not all(t.is_contiguous() for t in (q, k, v, out)):
         raise ValueError("flash_wgmma: q, k, v and out must be contiguous (descriptors view "
                          "them as [B*H*S, D])")
@@ -464,19 +458,19 @@ def launch_flash_wgmma(q, k, v, is_causal, *, out, BLOCK_M, BLOCK_N, STAGES, HEA
     if WARP_SPECIALIZE:
         if PERSISTENT:
             sms = torch.cuda.get_device_properties(q.device).multi_processor_count
-            grid = (persistent_programs(num_tiles, (S + BLOCK_M - 1) // BLOCK_M, sms, causal),)
+            grid = (persistent_programs(num_tiles, (S + BLOCK_M - 1) // BLOCK_M, sms, causal,
+                                        SNAKE),)
         _attention_wgmma_ws_kernel[grid](
             desc(q, 64), desc(k, BLOCK_N), desc(v, BLOCK_N), out, S, LOG2E / math.sqrt(D),
             out.stride(2), num_tiles, HEAD_DIM=D, BLOCK_N=BLOCK_N, STAGES=STAGES,
-            CAUSAL=causal, HEAVY_FIRST=HEAVY_FIRST, PINGPONG=PINGPONG,
-            LAZY_RESCALE=LAZY_RESCALE, CONSUMER_REGS=WS_CONSUMER_REGS,
+            CAUSAL=causal, HEAVY_FIRST=HEAVY_FIRST, PINGPONG=PINGPONG, SNAKE=SNAKE,
+            CONSUMER_REGS=WS_CONSUMER_REGS,
             num_warps=4)
         return
     _attention_wgmma_kernel[grid](
         desc(q, BLOCK_M), desc(k, BLOCK_N), desc(v, BLOCK_N), out, S, LOG2E / math.sqrt(D),
         out.stride(2), HEAD_DIM=D, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, STAGES=STAGES,
-        CAUSAL=causal, HEAVY_FIRST=HEAVY_FIRST, LAZY_RESCALE=LAZY_RESCALE,
-        num_warps=BLOCK_M // 16)
+        CAUSAL=causal, HEAVY_FIRST=HEAVY_FIRST, num_warps=BLOCK_M // 16)
 
 
 def compile_for_sm90(config: dict, causal: bool, head_dim: int = 128,
@@ -501,12 +495,12 @@ def compile_for_sm90(config: dict, causal: bool, head_dim: int = 128,
     common = {"k_desc": desc(bn), "v_desc": desc(bn), "o_ptr": mangle_type(host), "S": "i32",
               "qk_scale": "fp32", "stride_os": "i32"}
     const = {"HEAD_DIM": head_dim, "BLOCK_N": bn, "STAGES": config["STAGES"],
-             "CAUSAL": causal, "HEAVY_FIRST": config["HEAVY_FIRST"],
-             "LAZY_RESCALE": bool(config.get("LAZY_RESCALE"))}
+             "CAUSAL": causal, "HEAVY_FIRST": config["HEAVY_FIRST"]}
     if config.get("WARP_SPECIALIZE"):
         fn, warps = _attention_wgmma_ws_kernel, 4
         sig = {"q_desc": desc(64), **common, "num_tiles": "i32"}
-        const.update(PINGPONG=bool(config.get("PINGPONG")), CONSUMER_REGS=WS_CONSUMER_REGS)
+        const.update(PINGPONG=bool(config.get("PINGPONG")), SNAKE=bool(config.get("SNAKE")),
+                     CONSUMER_REGS=WS_CONSUMER_REGS)
     else:
         fn, warps = _attention_wgmma_kernel, bm // 16
         sig = {"q_desc": desc(bm), **common}

@@ -219,7 +219,7 @@ def _matmul_epilogue_descriptor_kernel(a_desc, b_desc, c_desc, bias_ptr, aux_ptr
     for tile_id in tl.range(tl.program_id(0), num_pid_m * num_pid_n, tl.num_programs(0),
                             flatten=FLATTEN):
         pid_m, pid_n = _matmul_grouped_tile(tile_id, num_pid_m, num_pid_n, GROUP_M)
-        acc = _matmul_descriptor_acc(a_desc, b_desc, pid_m, pid_n, k_tiles,
+        acc = _matmul_descriptor_acc(a_desc, b_desc, pid_m, pid_n, 0, k_tiles,
                                      BLOCK_M, BLOCK_N, BLOCK_K, INPUT_PRECISION)
         offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         if EPILOGUE_SUBTILE:
