@@ -405,3 +405,34 @@ def test_exported_matmul_on_the_gpu(tmp_path):
         close(m.matmul(a, b), a.double() @ b.double(), 3e-2, 3e-2)
     """, interpret=False)
     assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("op_name", ["matmul", "attention", "softmax", "layernorm", "rmsnorm",
+                                     "matmul_epilogue", "swiglu", "cross_entropy",
+                                     "add_rmsnorm"])
+def test_every_structure_exports_self_contained(op_name, tmp_path):
+    """Each structure's launcher (Triton or Gluon) comes out of eggsearch with all it uses:
+    the code imports only torch, triton and the standard library and defines the launcher."""
+    import importlib.util
+
+    from eggsearch.export.source import kernel_source
+    from eggsearch.ops import get_op
+
+    op = get_op(op_name)
+    for structure, launcher in op.structures.items():
+        source = kernel_source({structure: (launcher.__module__, launcher.__name__)}, op)
+        # as writer.module_text lays it out: postponed annotations, imports, definitions
+        code = ("from __future__ import annotations\n" + "\n".join(source.imports) + "\n\n"
+                + source.text())
+        assert "eggsearch" not in "\n".join(line for line in code.splitlines()
+                                            if "import" in line), structure
+        path = tmp_path / f"exported_{op_name}_{structure}.py"  # jit needs a source file
+        path.write_text(code)
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module  # dataclasses look their module up
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            del sys.modules[path.stem]
+        assert callable(getattr(module, launcher.__name__)), structure

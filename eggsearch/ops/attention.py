@@ -51,6 +51,7 @@ import triton.language as tl
 from eggsearch.errors import UsageError
 from eggsearch.ops.attention_gluon import launch_flash_wgmma
 from eggsearch.ops.base import OpSpec, OptionValue, Problem, torch_dtype
+from eggsearch.ops.operands import check_attention_operands
 
 HEAD_DIMS = (64, 128)
 LOG2E = 1.4426950408889634
@@ -294,20 +295,9 @@ def _attention_flash_tma_kernel(q_desc, k_desc, v_desc, o_desc, S, qk_scale,
 
 
 # ---- launchers -------------------------------------------------------------------------------
-def check_operands(q, k, v, is_causal, out) -> tuple[int, int, int, int, bool]:
-    B, H, S, D = q.shape
-    if (k.shape != q.shape or v.shape != q.shape or tuple(out.shape) != tuple(q.shape)
-            or not (q.dtype == k.dtype == v.dtype == out.dtype)):
-        raise ValueError(f"attention: q {tuple(q.shape)} {q.dtype}, k {tuple(k.shape)}, "
-                         f"v {tuple(v.shape)}, out {tuple(out.shape)} {out.dtype} must match")
-    if D < 16 or D & (D - 1):
-        raise ValueError(f"attention: head dim {D} must be a power of two >= 16")
-    return B, H, S, D, bool(is_causal)
-
-
 def _launch_pointers(q, k, v, is_causal, out, *, split, BLOCK_M, BLOCK_N, num_warps,
                      num_stages, HEAVY_FIRST):
-    B, H, S, D, causal = check_operands(q, k, v, is_causal, out)
+    B, H, S, D, causal = check_attention_operands(q, k, v, is_causal, out)
     if split and BLOCK_M % BLOCK_N:
         raise ValueError(f"flash_split: BLOCK_N {BLOCK_N} must divide BLOCK_M {BLOCK_M}")
     grid = (triton.cdiv(S, BLOCK_M) * B * H,)
@@ -335,7 +325,7 @@ def launch_flash_tma(q, k, v, is_causal, *, out, BLOCK_M, BLOCK_N, num_warps, nu
                      HEAVY_FIRST):
     from triton.tools.tensor_descriptor import TensorDescriptor
 
-    B, H, S, D, causal = check_operands(q, k, v, is_causal, out)
+    B, H, S, D, causal = check_attention_operands(q, k, v, is_causal, out)
     if BLOCK_M % BLOCK_N:
         raise ValueError(f"flash_tma: BLOCK_N {BLOCK_N} must divide BLOCK_M {BLOCK_M}")
     if not all(t.is_contiguous() for t in (q, k, v, out)):

@@ -56,6 +56,8 @@ from triton.experimental.gluon.language.nvidia.hopper import (
     warpgroup_mma_wait,
 )
 
+from eggsearch.ops.operands import check_attention_operands
+
 LOG2E = 1.4426950408889634
 # Registers a thread of the second consumer warpgroup may hold (setmaxnreg; the loader keeps 24).
 WS_CONSUMER_REGS = 232
@@ -425,9 +427,7 @@ def launch_flash_wgmma(q, k, v, is_causal, *, out, BLOCK_M, BLOCK_N, STAGES, HEA
     WARP_SPECIALIZE (BLOCK_M 128 only) :func:`_attention_wgmma_ws_kernel`."""
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
-    from eggsearch.ops.attention import check_operands
-
-    B, H, S, D, causal = check_operands(q, k, v, is_causal, out)
+    B, H, S, D, causal = check_attention_operands(q, k, v, is_causal, out)
     if os.environ.get("TRITON_INTERPRET") == "1" or q.device.type != "cuda":
         raise ValueError("flash_wgmma is Gluon code for sm_90 GPUs; Triton's CPU interpreter "
                          "cannot run it")

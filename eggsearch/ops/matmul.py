@@ -14,6 +14,9 @@ Structures:
                 (stream-K): with 512 tiles on 132 SMs, 116 tiles would otherwise run on 116
                 SMs while 16 wait; here every SM takes 56 or 57 of their 7424 K blocks and the
                 pieces of a tile meet through an fp32 workspace.
+    wgmma_ws    sm_90 only, in Gluon (``matmul_gluon.py``): persistent and warp-specialized, a
+                loader warp feeding a TMA ring and two consumer warpgroups whose epilogue (TMA
+                store) overlaps the next tile's loads.
 
 Precision: ``INPUT_PRECISION`` ("ieee", "tf32x3" or "tf32") applies to fp32 inputs only; fp16 and
 bf16 products are exact on the tensor cores, and the kernels call plain ``tl.dot`` for them.
@@ -31,6 +34,8 @@ import triton
 import triton.language as tl
 
 from eggsearch.ops.base import OpSpec, Problem, torch_dtype
+from eggsearch.ops.matmul_gluon import launch_wgmma_ws
+from eggsearch.ops.operands import check_matmul_operands
 
 # Programs of the persistent kernel when there is no GPU to ask (the CPU interpreter).
 CPU_NUM_PROGRAMS = 4
@@ -350,15 +355,6 @@ def _matmul_streamk_kernel(a_desc, b_desc, c_desc, ws_ptr, flags_ptr, M, N, K,
 
 
 # ---- launchers -------------------------------------------------------------------------------
-def _check_operands(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> tuple[int, int, int]:
-    M, K = a.shape
-    K2, N = b.shape
-    if K != K2 or tuple(out.shape) != (M, N) or not (a.dtype == b.dtype == out.dtype):
-        raise ValueError(f"matmul: a {tuple(a.shape)} {a.dtype}, b {tuple(b.shape)} {b.dtype}, "
-                         f"out {tuple(out.shape)} {out.dtype} do not fit C = A @ B")
-    return M, N, K
-
-
 def _num_sms(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count
@@ -367,7 +363,7 @@ def _num_sms(device: torch.device) -> int:
 
 def launch_tiled(a, b, *, out, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages,
                  INPUT_PRECISION):
-    M, N, K = _check_operands(a, b, out)
+    M, N, K = check_matmul_operands(a, b, out)
     grid = (triton.cdiv(M, BLOCK_M) * triton.cdiv(N, BLOCK_N),)
     _matmul_tiled_kernel[grid](
         a, b, out, M, N, K,
@@ -379,7 +375,7 @@ def launch_tiled(a, b, *, out, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, nu
 
 def launch_splitk(a, b, *, out, BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, GROUP_M, num_warps,
                   num_stages, INPUT_PRECISION):
-    M, N, K = _check_operands(a, b, out)
+    M, N, K = check_matmul_operands(a, b, out)
     # Whole K blocks per split; when SPLIT_K does not divide them, the last split is short and
     # trailing splits that would be empty are not launched.
     blocks_per_split = triton.cdiv(triton.cdiv(K, BLOCK_K), SPLIT_K)
@@ -403,7 +399,7 @@ def launch_splitk(a, b, *, out, BLOCK_M, BLOCK_N, BLOCK_K, SPLIT_K, GROUP_M, num
 
 def launch_persistent(a, b, *, out, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages,
                       INPUT_PRECISION):
-    M, N, K = _check_operands(a, b, out)
+    M, N, K = check_matmul_operands(a, b, out)
     num_tiles = triton.cdiv(M, BLOCK_M) * triton.cdiv(N, BLOCK_N)
     grid = (min(_num_sms(a.device), num_tiles),)
     _matmul_persistent_kernel[grid](
@@ -418,7 +414,7 @@ def launch_descriptor(a, b, *, out, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, PERSISTE
                       EPILOGUE_SUBTILE, num_warps, num_stages, INPUT_PRECISION):
     from triton.tools.tensor_descriptor import TensorDescriptor
 
-    M, N, K = _check_operands(a, b, out)
+    M, N, K = check_matmul_operands(a, b, out)
     num_tiles = triton.cdiv(M, BLOCK_M) * triton.cdiv(N, BLOCK_N)
     grid = (min(_num_sms(a.device), num_tiles) if PERSISTENT else num_tiles,)
     c_block_n = BLOCK_N // 2 if EPILOGUE_SUBTILE else BLOCK_N
@@ -453,7 +449,7 @@ def launch_streamk(a, b, *, out, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, SK_PIECES, 
                    EPILOGUE_SUBTILE, num_warps, num_stages, INPUT_PRECISION):
     from triton.tools.tensor_descriptor import TensorDescriptor
 
-    M, N, K = _check_operands(a, b, out)
+    M, N, K = check_matmul_operands(a, b, out)
     num_tiles = triton.cdiv(M, BLOCK_M) * triton.cdiv(N, BLOCK_N)
     programs = _num_sms(a.device)  # with fewer tiles, the idle programs take K pieces
     sk_tiles, sk_programs = streamk_split(num_tiles, triton.cdiv(K, BLOCK_K), programs,
@@ -490,7 +486,7 @@ class Matmul(OpSpec):
     uses_tf32 = True
     structures = {"tiled": launch_tiled, "splitk": launch_splitk,
                   "persistent": launch_persistent, "descriptor": launch_descriptor,
-                  "streamk": launch_streamk}
+                  "streamk": launch_streamk, "wgmma_ws": launch_wgmma_ws}
 
     def make_inputs(self, problem: Problem, seed: int, device: str):
         M, N, K = problem.shape
