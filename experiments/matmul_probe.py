@@ -2,7 +2,12 @@
 
 Usage (on the GPU machine, from the repo root):
 
-    python experiments/matmul_probe.py --out $OUT/matmul-probe.json [--grid]
+    python experiments/matmul_probe.py --out $OUT/matmul-probe.json [--grid] [--streamk] \
+        [--gluon] [--rounds N]
+
+``--streamk`` and ``--gluon`` add the ``streamk`` and ``wgmma_ws`` structures' configs at this
+shape (a candidate that fails or computes wrong is reported and left out); ``--rounds N`` then
+times every candidate again in N alternating rounds (the order reversed every other round).
 
 For cuBLAS (``torch.matmul``) and the best ``descriptor`` configs found so far it reports:
 

@@ -386,7 +386,9 @@ def test_bad_shapes_file_one_line_exit_2(tmp_path, capsys, text, extra, message)
 def test_exported_matmul_on_the_gpu(tmp_path):
     """On a GPU: tune, export, and the module in a fresh process dispatches the tuned config
     without a provenance warning and computes right."""
-    env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONPATH": str(ROOT)}
+    # eggsearch first; packages the host put on PYTHONPATH (the GPU machine's optuna) after it
+    env = {**os.environ, "TRITON_INTERPRET": "0",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     r = subprocess.run([sys.executable, "-m", "eggsearch", "run", "--op", "matmul", "--shape",
                         "1024x1024x1024", "--trials", "6", "--backend", "gpu", "--out",
                         str(tmp_path / "runs" / "mm")], capture_output=True, text=True,
