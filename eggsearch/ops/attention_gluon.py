@@ -36,9 +36,10 @@ tests run it (``tests/ops/test_attention_gluon.py``).
 
 Two kernels: ``_attention_wgmma_kernel`` (all warps do everything; a thread barrier guards each
 stage's refill) and ``_attention_wgmma_ws_kernel`` (``WARP_SPECIALIZE``: a loader warp and one
-partition per 64 query rows; optionally persistent and ping-pong). Measured on an H200 at B8 H32
-S4096 D128 causal fp16: 411 and 474-487 TFLOP/s, against 427 for ``flash_tma`` and ~500 for
-SDPA (cuDNN) (``experiments/attention_variants.py``; results of session 6).
+partition per 64 query rows; optionally persistent (tiles in ``SNAKE`` order) and ping-pong).
+Measured on an H200 at B8 H32 S4096 D128 causal fp16: 411 and 474-509 TFLOP/s (509: persistent,
+SNAKE), against 427 for ``flash_tma`` and 494-502 for SDPA (cuDNN) in the same rounds
+(``experiments/attention_variants.py``; results of sessions 6 and 7).
 """
 
 from __future__ import annotations
