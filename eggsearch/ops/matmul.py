@@ -312,10 +312,8 @@ def _matmul_streamk_kernel(a_desc, b_desc, c_desc, ws_ptr, flags_ptr, M, N, K,
         hi = ((pid + 1) * total) // sk_programs
         first_tile = lo // k_tiles
         last_tile = (hi - 1) // k_tiles
-        offs_m = tl.arange(0, BLOCK_M)
-        offs_n = tl.arange(0, BLOCK_N)
-        ws_tile = (ws_ptr + pid.to(tl.int64) * BLOCK_M * BLOCK_N
-                   + offs_m[:, None] * BLOCK_N + offs_n[None, :])
+        # element offsets within one program's [BLOCK_M, BLOCK_N] slot of the workspace
+        in_slot = tl.arange(0, BLOCK_M)[:, None] * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
         # The non-owning piece first: the start of the next tile, or a middle of this one.
         if hi < (first_tile + 1) * k_tiles or last_tile > first_tile:
             t = last_tile
@@ -324,7 +322,7 @@ def _matmul_streamk_kernel(a_desc, b_desc, c_desc, ws_ptr, flags_ptr, M, N, K,
             part = _matmul_descriptor_acc(a_desc, b_desc, pid_m, pid_n, t_lo - t * k_tiles,
                                           hi - t * k_tiles, BLOCK_M, BLOCK_N, BLOCK_K,
                                           INPUT_PRECISION)
-            tl.store(ws_tile, part)
+            tl.store(ws_ptr + pid.to(tl.int64) * BLOCK_M * BLOCK_N + in_slot, part)
             tl.debug_barrier()  # every thread's part is written before the flag is raised
             tl.atomic_xchg(flags_ptr + pid, 1, sem="release")
         # The owning piece: the end of first_tile (when this range reaches it).
@@ -338,8 +336,7 @@ def _matmul_streamk_kernel(a_desc, b_desc, c_desc, ws_ptr, flags_ptr, M, N, K,
             while (q >= 0) and (((q + 1) * total) // sk_programs > t * k_tiles):
                 while tl.atomic_add(flags_ptr + q, 0, sem="acquire") == 0:
                     pass
-                acc += tl.load(ws_ptr + q.to(tl.int64) * BLOCK_M * BLOCK_N
-                               + offs_m[:, None] * BLOCK_N + offs_n[None, :],
+                acc += tl.load(ws_ptr + q.to(tl.int64) * BLOCK_M * BLOCK_N + in_slot,
                                cache_modifier=".cg")
                 tl.atomic_xchg(flags_ptr + q, 0)
                 q -= 1
@@ -410,18 +407,25 @@ def launch_persistent(a, b, *, out, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warp
         num_warps=num_warps, num_stages=num_stages)
 
 
-def launch_descriptor(a, b, *, out, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, PERSISTENT, FLATTEN,
-                      EPILOGUE_SUBTILE, num_warps, num_stages, INPUT_PRECISION):
+def gemm_descriptors(a, b, out, BLOCK_M, BLOCK_N, BLOCK_K, EPILOGUE_SUBTILE):
+    """Host TMA descriptors of A [M, K], B [K, N] and C [M, N] for the descriptor kernels:
+    blocks [BLOCK_M, BLOCK_K], [BLOCK_K, BLOCK_N] and [BLOCK_M, BLOCK_N], C's half as wide with
+    EPILOGUE_SUBTILE (the tile is stored in two halves)."""
     from triton.tools.tensor_descriptor import TensorDescriptor
 
+    c_block_n = BLOCK_N // 2 if EPILOGUE_SUBTILE else BLOCK_N
+    return (TensorDescriptor.from_tensor(a, [BLOCK_M, BLOCK_K]),
+            TensorDescriptor.from_tensor(b, [BLOCK_K, BLOCK_N]),
+            TensorDescriptor.from_tensor(out, [BLOCK_M, c_block_n]))
+
+
+def launch_descriptor(a, b, *, out, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, PERSISTENT, FLATTEN,
+                      EPILOGUE_SUBTILE, num_warps, num_stages, INPUT_PRECISION):
     M, N, K = check_matmul_operands(a, b, out)
     num_tiles = triton.cdiv(M, BLOCK_M) * triton.cdiv(N, BLOCK_N)
     grid = (min(_num_sms(a.device), num_tiles) if PERSISTENT else num_tiles,)
-    c_block_n = BLOCK_N // 2 if EPILOGUE_SUBTILE else BLOCK_N
     _matmul_descriptor_kernel[grid](
-        TensorDescriptor.from_tensor(a, [BLOCK_M, BLOCK_K]),
-        TensorDescriptor.from_tensor(b, [BLOCK_K, BLOCK_N]),
-        TensorDescriptor.from_tensor(out, [BLOCK_M, c_block_n]),
+        *gemm_descriptors(a, b, out, BLOCK_M, BLOCK_N, BLOCK_K, EPILOGUE_SUBTILE),
         M, N, K, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, GROUP_M=GROUP_M,
         FLATTEN=FLATTEN, EPILOGUE_SUBTILE=EPILOGUE_SUBTILE, INPUT_PRECISION=INPUT_PRECISION,
         num_warps=num_warps, num_stages=num_stages)
@@ -447,8 +451,6 @@ def streamk_split(num_tiles: int, k_tiles: int, programs: int, max_pieces: int) 
 
 def launch_streamk(a, b, *, out, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, SK_PIECES, FLATTEN,
                    EPILOGUE_SUBTILE, num_warps, num_stages, INPUT_PRECISION):
-    from triton.tools.tensor_descriptor import TensorDescriptor
-
     M, N, K = check_matmul_operands(a, b, out)
     num_tiles = triton.cdiv(M, BLOCK_M) * triton.cdiv(N, BLOCK_N)
     programs = _num_sms(a.device)  # with fewer tiles, the idle programs take K pieces
@@ -461,11 +463,8 @@ def launch_streamk(a, b, *, out, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, SK_PIECES, 
             torch.empty((programs, BLOCK_M, BLOCK_N), dtype=torch.float32, device=a.device),
             torch.zeros(programs, dtype=torch.int32, device=a.device))
     ws, flags = _STREAMK_WORKSPACE[key]
-    c_block_n = BLOCK_N // 2 if EPILOGUE_SUBTILE else BLOCK_N
     _matmul_streamk_kernel[(programs,)](
-        TensorDescriptor.from_tensor(a, [BLOCK_M, BLOCK_K]),
-        TensorDescriptor.from_tensor(b, [BLOCK_K, BLOCK_N]),
-        TensorDescriptor.from_tensor(out, [BLOCK_M, c_block_n]),
+        *gemm_descriptors(a, b, out, BLOCK_M, BLOCK_N, BLOCK_K, EPILOGUE_SUBTILE),
         ws, flags, M, N, K, sk_tiles, sk_programs,
         BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, GROUP_M=GROUP_M,
         FLATTEN=FLATTEN, EPILOGUE_SUBTILE=EPILOGUE_SUBTILE, INPUT_PRECISION=INPUT_PRECISION,

@@ -37,6 +37,7 @@ from eggsearch.ops.matmul import (
     _matmul_grouped_tile,
     _matmul_tile_acc,
     _num_sms,
+    gemm_descriptors,
 )
 
 ITEMS = ("bias", "relu", "gelu", "silu", "scale", "residual")
@@ -288,17 +289,12 @@ def launch_persistent(a, b, *rest, out, **config):
 
 def launch_descriptor(a, b, *rest, out, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, PERSISTENT, FLATTEN,
                       EPILOGUE_SUBTILE, num_warps, num_stages, INPUT_PRECISION):
-    from triton.tools.tensor_descriptor import TensorDescriptor
-
     M, N, K, chain, alpha, bias, aux = _operands(a, b, rest, out)
     num_tiles = triton.cdiv(M, BLOCK_M) * triton.cdiv(N, BLOCK_N)
     grid = (min(_num_sms(a.device), num_tiles) if PERSISTENT else num_tiles,)
-    c_block_n = BLOCK_N // 2 if EPILOGUE_SUBTILE else BLOCK_N
     aux_strides = (aux.stride(0), aux.stride(1)) if aux is not None else (0, 0)
     _matmul_epilogue_descriptor_kernel[grid](
-        TensorDescriptor.from_tensor(a, [BLOCK_M, BLOCK_K]),
-        TensorDescriptor.from_tensor(b, [BLOCK_K, BLOCK_N]),
-        TensorDescriptor.from_tensor(out, [BLOCK_M, c_block_n]),
+        *gemm_descriptors(a, b, out, BLOCK_M, BLOCK_N, BLOCK_K, EPILOGUE_SUBTILE),
         bias, aux, M, N, K, *aux_strides, alpha,
         BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K, GROUP_M=GROUP_M, FLATTEN=FLATTEN,
         EPILOGUE_SUBTILE=EPILOGUE_SUBTILE, INPUT_PRECISION=INPUT_PRECISION, CHAIN=chain,

@@ -93,6 +93,16 @@ def _ws_mm_loader(a_desc, b_desc, a_smem, b_smem, ready, empty, num_pid_m, num_p
 
 
 @gluon.jit
+def _ws_mm_store(c_desc, c_buf, acc, row, col):
+    """Once the TMA store last started from ``c_buf`` has read it, write ``acc`` there and start
+    storing it to C at (row, col)."""
+    tma.store_wait(0)
+    c_buf.store(acc.to(c_desc.dtype))
+    fence_async_shared()
+    tma.async_copy_shared_to_global(c_desc, [row, col], c_buf)
+
+
+@gluon.jit
 def _ws_mm_consumer(c_desc, a_smem, b_smem, c_smem, ready, empty, num_pid_m, num_pid_n,
                     k_tiles, HALF: gl.constexpr, STAGES: gl.constexpr, GROUP_M: gl.constexpr,
                     SPLIT_N: gl.constexpr):
@@ -101,6 +111,7 @@ def _ws_mm_consumer(c_desc, a_smem, b_smem, c_smem, ready, empty, num_pid_m, num
     blocks), stored one after the other through one half-size buffer: half the epilogue's
     shared memory, which leaves room for another stage."""
     PART_N: gl.constexpr = c_desc.block_type.shape[1]
+    B_PARTS: gl.constexpr = 2 if SPLIT_N else 1
     acc_layout: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1],
                                                          instr_shape=[16, PART_N, 16])
     c_buf = c_smem.index(HALF)
@@ -111,7 +122,7 @@ def _ws_mm_consumer(c_desc, a_smem, b_smem, c_smem, ready, empty, num_pid_m, num
         acc = gl.zeros([64, PART_N], gl.float32, layout=acc_layout)
         if SPLIT_N:
             acc_r = gl.zeros([64, PART_N], gl.float32, layout=acc_layout)
-        prev = 0
+        prev = 0  # the previous K step's stage (carried: no second modulo in the loop)
         for ki in range(k_tiles):
             stage = count % STAGES
             mbarrier.wait(ready.index(stage), (count // STAGES) & 1)
@@ -133,17 +144,9 @@ def _ws_mm_consumer(c_desc, a_smem, b_smem, c_smem, ready, empty, num_pid_m, num
         else:
             acc = warpgroup_mma_wait(num_outstanding=0, deps=[acc])
         mbarrier.arrive(empty.index(prev), count=1)
-        # The store started last from c_buf has read it: write these rows and store them.
-        tma.store_wait(0)
-        c_buf.store(acc.to(c_desc.dtype))
-        fence_async_shared()
-        tma.async_copy_shared_to_global(c_desc, [row, pid_n * (2 if SPLIT_N else 1) * PART_N],
-                                        c_buf)
+        _ws_mm_store(c_desc, c_buf, acc, row, pid_n * B_PARTS * PART_N)
         if SPLIT_N:
-            tma.store_wait(0)
-            c_buf.store(acc_r.to(c_desc.dtype))
-            fence_async_shared()
-            tma.async_copy_shared_to_global(c_desc, [row, (2 * pid_n + 1) * PART_N], c_buf)
+            _ws_mm_store(c_desc, c_buf, acc_r, row, (2 * pid_n + 1) * PART_N)
     tma.store_wait(0)
 
 

@@ -47,16 +47,22 @@ EXTRA = [
 ]
 
 
-@pytest.fixture(scope="module")
-def compiled() -> list[dict]:
-    """Every seed causal at D 128 in fp16, then EXTRA non-causal at D 64 in bf16."""
-    jobs = ([(seed, True, 128, "float16") for seed in SEEDS]
-            + [(config, False, 64, "bfloat16") for config in EXTRA])
+def compile_in_child(script: str, jobs: list) -> list[dict]:
+    """Run ``script`` (which compiles ``jobs``, given as JSON in argv[1], and prints a JSON list)
+    in a child process without TRITON_INTERPRET; its parsed output."""
     env = {**os.environ, "TRITON_INTERPRET": "0"}
-    done = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT, json.dumps(jobs)], env=env,
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(jobs)], env=env,
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def compiled() -> list[dict]:
+    """Every seed causal at D 128 in fp16, then EXTRA non-causal at D 64 in bf16."""
+    return compile_in_child(COMPILE_SCRIPT,
+                            [(seed, True, 128, "float16") for seed in SEEDS]
+                            + [(config, False, 64, "bfloat16") for config in EXTRA])
 
 
 def _ptxas_report(ptx: str, tmp_path: Path) -> str:

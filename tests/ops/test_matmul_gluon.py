@@ -6,11 +6,7 @@ on a GPU host every seed is checked against the reference at odd shapes."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +18,7 @@ from eggsearch.ops import get_op
 from eggsearch.rules import load_rules
 from eggsearch.verify import run_and_check
 
-from .test_attention_gluon import _ptxas_report
+from .test_attention_gluon import _ptxas_report, compile_in_child
 
 OP = get_op("matmul")
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,12 +42,8 @@ print(json.dumps(out))
 @pytest.fixture(scope="module")
 def compiled() -> list[dict]:
     """Every seed in fp16, then the first in bf16."""
-    jobs = [(seed, "float16") for seed in SEEDS] + [(SEEDS[0], "bfloat16")]
-    env = {**os.environ, "TRITON_INTERPRET": "0"}
-    done = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT, json.dumps(jobs)], env=env,
-                          capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout)
+    return compile_in_child(COMPILE_SCRIPT, [(seed, "float16") for seed in SEEDS]
+                            + [(SEEDS[0], "bfloat16")])
 
 
 @pytest.mark.parametrize("index", range(len(SEEDS)))
