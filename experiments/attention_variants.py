@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from gpu_power import power  # noqa: E402  (experiments/, the script's folder)
 
 from eggsearch.ops.attention import OP, attention_float64  # noqa: E402
 from eggsearch.timing import bench_cuda  # noqa: E402
@@ -166,36 +167,6 @@ def speed(configs, shape, causal, dtype, rounds) -> list[dict]:
         rows.append(dict(what=title, ms=ms, rounds=times[title],
                          tflops=flops / (ms * 1e-3) / 1e12))
     return rows, entries
-
-
-def power(entries, seconds: float) -> list[dict]:
-    """Each entry called back to back for ``seconds`` while nvidia-smi samples the SM clock
-    and the board power every 50 ms: under a power cap, a kernel's speed is also a matter of
-    the clock its energy per step lets the GPU hold."""
-    import subprocess
-    import time
-
-    rows = []
-    for title, fn in entries:
-        fn()
-        torch.cuda.synchronize()
-        smi = subprocess.Popen(["nvidia-smi", "--query-gpu=clocks.sm,power.draw",
-                                "--format=csv,noheader,nounits", "-lms", "50"],
-                               stdout=subprocess.PIPE, text=True)
-        calls, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            for _ in range(10):
-                fn()
-            torch.cuda.synchronize()
-            calls += 10
-        wall = time.perf_counter() - t0
-        smi.terminate()
-        samples = [line.split(",") for line in smi.communicate()[0].splitlines()[2:-1]]
-        mhz = statistics.mean(float(a) for a, _ in samples) if samples else float("nan")
-        watts = statistics.mean(float(b) for _, b in samples) if samples else float("nan")
-        rows.append(dict(what=title, ms_per_call=wall / calls * 1e3, sm_mhz=mhz, watts=watts,
-                         samples=len(samples)))
-    return rows
 
 
 def main() -> None:

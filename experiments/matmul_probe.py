@@ -3,11 +3,13 @@
 Usage (on the GPU machine, from the repo root):
 
     python experiments/matmul_probe.py --out $OUT/matmul-probe.json [--grid] [--streamk] \
-        [--gluon] [--rounds N]
+        [--gluon] [--rounds N] [--power-seconds S]
 
 ``--streamk`` and ``--gluon`` add the ``streamk`` and ``wgmma_ws`` structures' configs at this
 shape (a candidate that fails or computes wrong is reported and left out); ``--rounds N`` then
-times every candidate again in N alternating rounds (the order reversed every other round).
+times every candidate again in N alternating rounds (the order reversed every other round);
+``--power-seconds S`` runs each back to back for S seconds and reports the SM clock and board
+power nvidia-smi saw meanwhile (``gpu_power.py``).
 
 For cuBLAS (``torch.matmul``) and the best ``descriptor`` configs found so far it reports:
 
@@ -37,6 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gpu_power import power  # noqa: E402  (experiments/, the script's folder)
+
 from eggsearch.ops.matmul import launch_descriptor, launch_streamk, launch_tiled  # noqa: E402
 from eggsearch.ops.matmul_gluon import launch_wgmma_ws  # noqa: E402
 from eggsearch.timing import FLUSH_BYTES, bench_cuda  # noqa: E402
@@ -46,9 +50,11 @@ BEST = dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, PERSISTENT=True, FL
 STREAMK = [dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, SK_PIECES=2, FLATTEN=True,
                 EPILOGUE_SUBTILE=sub, num_warps=8, num_stages=stages, INPUT_PRECISION="ieee")
            for sub, stages in [(True, 4), (False, 3)]]
-WGMMA_WS = [dict(BLOCK_N=bn, BLOCK_K=bk, GROUP_M=g, STAGES=st, SPLIT_N=sp)
-            for bn, bk, g, st, sp in [(256, 64, 8, 3, False), (256, 64, 8, 4, True),
-                                      (256, 64, 16, 4, True), (256, 32, 8, 8, True)]]
+WGMMA_WS = [dict(BLOCK_N=256, BLOCK_K=64, GROUP_M=g, STAGES=st, SPLIT_N=False, SHARED_C=sh,
+                 BALANCED_GRID=bal)
+            for g, st, sh, bal in [(8, 3, False, False), (8, 3, False, True),
+                                   (16, 3, False, True), (8, 4, True, False),
+                                   (8, 4, True, True), (16, 4, True, True)]]
 BEST_TILED = dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3,
                   INPUT_PRECISION="ieee")
 
@@ -117,6 +123,9 @@ def main() -> None:
                         help="also the wgmma_ws structure (Gluon, sm_90)")
     parser.add_argument("--rounds", type=int, default=0,
                         help="then time every candidate again in this many alternating rounds")
+    parser.add_argument("--power-seconds", type=float, default=0.0,
+                        help="then run every candidate this long back to back, sampling the SM "
+                             "clock and the board power")
     args = parser.parse_args()
 
     import torch
@@ -144,7 +153,9 @@ def main() -> None:
     if args.gluon:
         for cfg in WGMMA_WS:
             name = (f"wgmma_ws {cfg['BLOCK_N']}x{cfg['BLOCK_K']} g{cfg['GROUP_M']} "
-                    f"s{cfg['STAGES']}{' split' if cfg['SPLIT_N'] else ''}")
+                    f"s{cfg['STAGES']}{' split' if cfg['SPLIT_N'] else ''}"
+                    f"{' sharedC' if cfg['SHARED_C'] else ''}"
+                    f"{' balanced' if cfg['BALANCED_GRID'] else ''}")
             candidates[name] = (lambda c: lambda: launch_wgmma_ws(a, b, out=out, **c))(cfg)
     rows = []
     print(f"{torch.cuda.get_device_name(0)}; torch {torch.__version__}, triton "
@@ -189,6 +200,16 @@ def main() -> None:
                   + " ".join(f"{t:.4f}" for t in times))
         for row in rows:
             row["rounds_ms"] = rounds[row["what"]]
+
+    if args.power_seconds:
+        print(f"\neach back to back for {args.power_seconds:g} s (nvidia-smi every 50 ms)")
+        print(f"{'what':34} {'ms/call':>9} {'TFLOP/s':>9} {'SM MHz':>7} {'W':>5}")
+        for row in power(list(candidates.items()), args.power_seconds):
+            match = next(r for r in rows if r["what"] == row["what"])
+            match["back_to_back"] = row
+            print(f"{row['what']:34} {row['ms_per_call']:9.4f} "
+                  f"{flops / row['ms_per_call'] / 1e9:9.1f} {row['sm_mhz']:7.0f} "
+                  f"{row['watts']:5.0f}", flush=True)
 
     grid = []
     if args.grid:

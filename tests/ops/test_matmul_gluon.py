@@ -51,8 +51,9 @@ def test_seed_compiles_for_sm90(index, compiled, tmp_path):
     seed = SEEDS[index]
     kernel = compiled[index]
     c_cols = seed["BLOCK_N"] // 2 if seed["SPLIT_N"] else seed["BLOCK_N"]
+    c_rows = 64 if seed["SHARED_C"] else 128
     bound = (seed["STAGES"] * (128 + seed["BLOCK_N"]) * seed["BLOCK_K"] * 2
-             + 128 * c_cols * 2 + 1024)
+             + c_rows * c_cols * 2 + 1024)
     assert kernel["shared"] <= bound <= SMEM
     ptx = kernel["ptx"]
     # One K step's products stay in flight while the previous step's stage is released.
@@ -63,6 +64,22 @@ def test_seed_compiles_for_sm90(index, compiled, tmp_path):
     report = _ptxas_report(ptx, tmp_path)
     spills = [int(n) for n in re.findall(r"(\d+) bytes spill stores", report)]
     assert spills and max(spills) == 0, report
+
+
+@pytest.mark.parametrize("sms", [132, 114, 8])
+def test_balanced_grid_keeps_the_rounds_and_evens_the_load(sms):
+    from eggsearch.ops.matmul_gluon import persistent_grid
+
+    for tiles in [1, 7, 8, 9, 100, 131, 132, 133, 263, 264, 512, 1000]:
+        plain, even = persistent_grid(tiles, sms, False), persistent_grid(tiles, sms, True)
+        assert plain == min(tiles, sms) and 1 <= even <= plain
+        rounds = -(-tiles // plain)
+        assert -(-tiles // even) == rounds, (tiles, sms)  # the same makespan in tiles
+        # Programs take tiles p, p + grid, ...: loads differ by at most one tile.
+        loads = [len(range(p, tiles, even)) for p in range(even)]
+        assert max(loads) == rounds and max(loads) - min(loads) <= 1, (tiles, sms, loads)
+        assert even == 1 or -(-tiles // (even - 1)) > rounds  # no fewer programs would do
+    assert persistent_grid(512, 132, True) == 128
 
 
 def test_bf16_compiles(compiled):
