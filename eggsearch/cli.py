@@ -52,8 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds per trial before the worker is killed (default 60 on a "
                           "GPU, 300 on the interpreter)")
     run.add_argument("--confirm-rounds", type=int, default=6, metavar="N",
-                     help="on a GPU, time the best config and PyTorch in N alternating rounds "
-                          "after the study; the speedup is taken from them (default 6; 0: off)")
+                     help="on a GPU, time the study's fastest configs (--confirm-top) and "
+                          "PyTorch in N alternating rounds after the study; the fastest by its "
+                          "median is the run's best and the speedup is taken from them "
+                          "(default 6; 0: off)")
+    run.add_argument("--confirm-top", type=int, default=4, metavar="K",
+                     help="how many of the study's fastest distinct configs those rounds time "
+                          "(default 4; 1: the study's best alone)")
     run.add_argument("--search-spaces", type=Path, help="directory of <op>.yaml spaces")
     run.add_argument("--rules", type=Path, help="directory of expert rules")
     run.add_argument("--json", action="store_true", help="print summary.json on stdout")

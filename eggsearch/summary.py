@@ -34,10 +34,15 @@ def build_summary(op: OpSpec, problem: Problem, study: optuna.Study, device: dic
                   head_to_head: dict | None = None) -> dict:
     """The run's result. ``speedup`` is PyTorch's time over the best's: from the alternating
     head-to-head rounds after the study when they ran (``head_to_head``), else from the study
-    (``study_speedup``: PyTorch timed at the start, the best trial whenever it ran)."""
+    (``study_speedup``: PyTorch timed at the start, the best trial whenever it ran). The best
+    is the head-to-head's winner when it ran (``best.chosen_by``: "head-to-head"), else the
+    study's fastest trial; its ``time_ms`` is always its trial's own measurement."""
     trials = finished(study)
     by_status = Counter(t.user_attrs.get("status", "unknown") for t in trials)
     best = best_trial(study)
+    chosen_by = "study"
+    if best is not None and head_to_head and head_to_head.get("speedup"):
+        best, chosen_by = study.trials[head_to_head["trial"]], "head-to-head"
     gpu = backend == "gpu"
     summary = {
         "op": op.name, "shape": problem.shape_key, "dims": "x".join(problem.dims),
@@ -63,7 +68,7 @@ def build_summary(op: OpSpec, problem: Problem, study: optuna.Study, device: dic
     if best is not None:
         m = best.user_attrs["measurement"]
         summary["best"] = {"trial": best.number, "structure": best.user_attrs["structure"],
-                           "config": best.user_attrs["config"], **{
+                           "config": best.user_attrs["config"], "chosen_by": chosen_by, **{
                                k: m[k] for k in ("time_ms", "p20_ms", "p80_ms", "rel_err",
                                                  "max_abs_err", "compile_s")}}
         if gpu and baseline.status == Status.OK and baseline.time_ms:
@@ -115,6 +120,11 @@ def format_table(s: dict) -> str:
                      f"{_fmt_ms(head['pytorch_ms'])}){study}"))
     elif s["speedup"] is not None:
         rows.append(("speedup vs PyTorch", f"{s['speedup']:.2f}x"))
+    if head.get("speedup") and len(head.get("candidates") or []) > 1:
+        won, first = head["trial"], head.get("study_best_trial")
+        also = "the study's fastest too" if won == first else f"the study's fastest: {first}"
+        rows.append(("best chosen by", f"the rounds, among the study's {len(head['candidates'])} "
+                     f"fastest configs: trial {won} ({also})"))
     if head.get("error"):
         rows.append(("head-to-head", f"failed: {head['error']}"))
     elif s["backend"] != "gpu":

@@ -81,9 +81,14 @@ def finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
                             states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
 
 
+def ok_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The trials whose kernel was correct and timed (``ok``)."""
+    return [t for t in finished(study) if t.user_attrs.get("status") == Status.OK.value]
+
+
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     """The fastest trial whose kernel was correct (``ok``), or None."""
-    ok = [t for t in finished(study) if t.user_attrs.get("status") == Status.OK.value]
+    ok = ok_trials(study)
     return min(ok, key=lambda t: t.value) if ok else None
 
 

@@ -3,7 +3,7 @@
 Usage (on the GPU machine, from the repo root):
 
     python experiments/matmul_probe.py --out $OUT/matmul-probe.json [--grid] [--streamk] \
-        [--gluon] [--rounds N] [--power-seconds S]
+        [--gluon] [--only TEXT] [--rounds N] [--power-seconds S]
 
 ``--streamk`` and ``--gluon`` add the ``streamk`` and ``wgmma_ws`` structures' configs at this
 shape (a candidate that fails or computes wrong is reported and left out); ``--rounds N`` then
@@ -50,11 +50,12 @@ BEST = dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, PERSISTENT=True, FL
 STREAMK = [dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, SK_PIECES=2, FLATTEN=True,
                 EPILOGUE_SUBTILE=sub, num_warps=8, num_stages=stages, INPUT_PRECISION="ieee")
            for sub, stages in [(True, 4), (False, 3)]]
-WGMMA_WS = [dict(BLOCK_N=256, BLOCK_K=64, GROUP_M=g, STAGES=st, SPLIT_N=False, SHARED_C=sh,
+WGMMA_WS = [dict(BLOCK_N=256, BLOCK_K=64, GROUP_M=g, STAGES=st, SPLIT_N=sp, SHARED_C=sh,
                  BALANCED_GRID=bal)
-            for g, st, sh, bal in [(8, 3, False, False), (8, 3, False, True),
-                                   (16, 3, False, True), (8, 4, True, False),
-                                   (8, 4, True, True), (16, 4, True, True)]]
+            for g, st, sp, sh, bal in [(8, 3, False, False, False), (8, 3, False, False, True),
+                                       (16, 3, False, False, True), (8, 4, False, True, False),
+                                       (8, 4, False, True, True), (16, 4, False, True, True),
+                                       (4, 4, True, False, True), (4, 4, True, False, False)]]
 BEST_TILED = dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3,
                   INPUT_PRECISION="ieee")
 
@@ -123,6 +124,9 @@ def main() -> None:
                         help="also the wgmma_ws structure (Gluon, sm_90)")
     parser.add_argument("--rounds", type=int, default=0,
                         help="then time every candidate again in this many alternating rounds")
+    parser.add_argument("--only", action="append", default=[], metavar="TEXT",
+                        help="keep only the candidates whose name contains TEXT (repeatable: "
+                             "any); cuBLAS is always kept")
     parser.add_argument("--power-seconds", type=float, default=0.0,
                         help="then run every candidate this long back to back, sampling the SM "
                              "clock and the board power")
@@ -157,6 +161,8 @@ def main() -> None:
                     f"{' sharedC' if cfg['SHARED_C'] else ''}"
                     f"{' balanced' if cfg['BALANCED_GRID'] else ''}")
             candidates[name] = (lambda c: lambda: launch_wgmma_ws(a, b, out=out, **c))(cfg)
+    candidates = {name: fn for name, fn in candidates.items()
+                  if name == "cublas" or not args.only or any(t in name for t in args.only)}
     rows = []
     print(f"{torch.cuda.get_device_name(0)}; torch {torch.__version__}, triton "
           f"{triton.__version__}")

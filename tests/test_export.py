@@ -214,6 +214,30 @@ def test_several_ops_compute_right_in_a_fresh_interpreter(tmp_path):
     assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-3000:]
 
 
+def test_head_to_head_rounds_rank_the_configs_they_timed(tmp_path):
+    """A GPU run whose head-to-head rounds found its second trial faster than its first (one
+    lucky measurement): the export's best is the second, with the rounds' speedup."""
+    looped, one_pass = ({"BLOCK_N": 128, "num_warps": 2},
+                        {"num_warps": 4, "EVICT": "evict_first"})
+    run = make_run(tmp_path / "runs" / "rmsnorm" / "37x300", "rmsnorm", "37x300", "fp16",
+                   [("looped", looped, 1.0), ("one_pass", one_pass, 1.1),
+                    ("looped", {"BLOCK_N": 64, "num_warps": 2}, 1.2)], device=H100,
+                   pytorch_ms=1.5)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["head_to_head"] = {
+        "trial": 1, "study_best_trial": 0, "speedup": 1.6 / 1.05, "best_ms": 1.05,
+        "pytorch_ms": 1.6, "rounds": 6, "candidates": [
+            {"trial": 0, "structure": "looped", "config": looped, "median_ms": 1.3},
+            {"trial": 1, "structure": "one_pass", "config": one_pass, "median_ms": 1.05}]}
+    (run / "summary.json").write_text(json.dumps(summary))
+    export("rmsnorm", [tmp_path / "runs"], tmp_path / "out", top_k=3)
+    entry = json.loads((tmp_path / "out" / "rmsnorm_configs.json").read_text())["entries"][0]
+    assert entry["structure"] == "one_pass" and entry["config"] == one_pass
+    assert [c["trial"] for c in entry["top"]] == [1, 0, 2]
+    assert entry["speedup"] == pytest.approx(1.6 / 1.05)
+    assert entry["head_to_head"]["rounds"] == 6
+
+
 def test_provenance_mismatch_warns_and_falls_back_or_refuses(tmp_path):
     only = ("rmsnorm",)
     h100 = recorded(tmp_path / "h100", H100, only)["rmsnorm"]

@@ -152,12 +152,62 @@ def test_head_to_head_alternates_rounds_and_reports_failures(rmsnorm_env):
     backend = InterpreterBackend(trial_timeout=20)
     try:
         backend.start()
-        head = backend.head_to_head(problem, good, {"num_warps": 4}, seed=3, rounds=3)
-        failed = backend.head_to_head(problem, raises, {"num_warps": 4}, seed=3, rounds=3)
+        head = backend.head_to_head(problem, [(raises, {"num_warps": 4}),
+                                              (good, {"num_warps": 4})], seed=3, rounds=3)
+        failed = backend.head_to_head(problem, [(raises, {"num_warps": 4})], seed=3, rounds=3)
     finally:
         backend.close()
     assert head["rounds"] == 3 and len(head["best_rounds_ms"]) == len(head["pytorch_rounds_ms"])
+    # The candidate that raised is reported and left out; the other one wins.
+    assert head["best_index"] == 1 and head["medians_ms"][0] is None
+    assert set(head["errors"]) == {0} and "RuntimeError" in head["errors"][0]
     assert head["best_ms"] == sorted(head["best_rounds_ms"])[1]  # median of the rounds
     assert head["speedup"] == pytest.approx(head["pytorch_ms"] / head["best_ms"])
     assert head["timer"] == "interpreter-wallclock"
     assert set(failed) == {"error"} and "RuntimeError" in failed["error"]
+
+
+def test_run_head_to_head_picks_the_fastest_side_by_side_not_the_luckiest_trial(rmsnorm_env):
+    """The study's "best" (slow, one lucky measurement) loses to the second in the rounds, and
+    the summary then names the second; trials of structures outside the plan and duplicate
+    configs are passed over."""
+    from types import SimpleNamespace
+
+    import optuna
+
+    from eggsearch.records import Measurement, Status
+    from eggsearch.roofline import Roofline
+    from eggsearch.runner import _head_to_head
+    from eggsearch.summary import build_summary, format_table
+
+    op, problem, hw, env = rmsnorm_env
+    structures = {name: Structure("rmsnorm", name, "tests.fixtures.faulty_rmsnorm",
+                                  f"launch_{name}", one_config_space())
+                  for name in ("good", "slow")}
+    plan = SimpleNamespace(plans={n: SimpleNamespace(structure=s) for n, s in structures.items()})
+    study = optuna.create_study()
+    m = {"time_ms": 1.0, "p20_ms": 1.0, "p80_ms": 1.0, "rel_err": 0.0, "max_abs_err": 0.0,
+         "compile_s": 0.0}
+    for value, name in [(0.5, "slow"), (0.6, "slow"), (0.7, "gone"), (0.9, "good")]:
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs={
+            "status": "ok", "structure": name, "config": {"num_warps": 4},
+            "config_key": f"{name}|num_warps=4", "measurement": {**m, "time_ms": value}}))
+    backend = InterpreterBackend(trial_timeout=30)
+    try:
+        backend.start()
+        head = _head_to_head(study, plan, problem, backend, seed=0, rounds=3, top=4)
+        alone = _head_to_head(study, plan, problem, backend, seed=0, rounds=1, top=1)
+    finally:
+        backend.close()
+    assert [c["trial"] for c in head["candidates"]] == [0, 3]  # 1: duplicate, 2: not planned
+    assert head["trial"] == 3 and head["study_best_trial"] == 0
+    slow, good = (c["median_ms"] for c in head["candidates"])
+    assert slow > good + 40 and head["best_ms"] == good
+    assert [c["trial"] for c in alone["candidates"]] == [0] and alone["trial"] == 0
+    summary = build_summary(op, problem, study, {"name": "CPU"}, "interpreter", "gpu",
+                            Measurement(Status.OK, 1.0, 1.0, 1.0), Roofline(1.0, 1.0, 1e-9, None,
+                                                                            "memory"),
+                            {"storage": "x", "sampler": "tpe", "seed": 0}, 1.0, {}, head)
+    assert summary["best"]["trial"] == 3 and summary["best"]["chosen_by"] == "head-to-head"
+    assert summary["best"]["structure"] == "good" and summary["best"]["time_ms"] == 0.9
+    assert "trial 3 (the study's fastest: 0)" in format_table(summary)

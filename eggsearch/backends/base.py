@@ -43,20 +43,28 @@ class Backend(ABC):
         runner's head-to-head and the sweep's confirmation are skipped without it."""
         return {"error": f"the {self.name} backend cannot time candidates side by side"}
 
-    def head_to_head(self, problem: Problem, structure: Structure, config: dict, seed: int,
-                     rounds: int) -> dict:
-        """One config against PyTorch in alternating rounds: ``best_ms``, ``pytorch_ms``,
-        ``speedup`` (medians of the rounds), or ``{"error": ...}``."""
+    def head_to_head(self, problem: Problem, candidates: list[tuple[Structure, dict]],
+                     seed: int, rounds: int) -> dict:
+        """Candidates against PyTorch in alternating rounds; the fastest by the median of its
+        rounds wins: ``best_index``, ``best_ms``, ``pytorch_ms``, ``speedup`` (medians),
+        ``medians_ms`` (per candidate, None for one that failed), ``errors`` (index: message),
+        or ``{"error": ...}`` when no candidate (or PyTorch) could be timed."""
         import statistics
 
-        reply = self.round_robin(problem, [(structure, config)], seed, rounds, pytorch=True)
-        if "error" in reply or reply["errors"]:
-            return {"error": reply.get("error") or reply["errors"][0]}
-        best_rounds, pytorch_rounds = reply["rounds_ms"]
-        best, pytorch = statistics.median(best_rounds), statistics.median(pytorch_rounds)
-        return {"best_ms": best, "pytorch_ms": pytorch, "speedup": pytorch / best,
-                "rounds": len(best_rounds), "best_rounds_ms": best_rounds,
-                "pytorch_rounds_ms": pytorch_rounds, "timer": reply["timer"]}
+        reply = self.round_robin(problem, candidates, seed, rounds, pytorch=True)
+        if "error" in reply:
+            return {"error": reply["error"]}
+        *timed, pytorch_rounds = reply["rounds_ms"]
+        medians = [statistics.median(r) if r else None for r in timed]
+        errors = {int(i): e for i, e in reply["errors"].items()}
+        if not pytorch_rounds or all(m is None for m in medians):
+            return {"error": errors.get(0) or next(iter(errors.values()), "nothing was timed")}
+        best = min((m, i) for i, m in enumerate(medians) if m is not None)[1]
+        pytorch = statistics.median(pytorch_rounds)
+        return {"best_index": best, "best_ms": medians[best], "pytorch_ms": pytorch,
+                "speedup": pytorch / medians[best], "rounds": len(pytorch_rounds),
+                "best_rounds_ms": timed[best], "pytorch_rounds_ms": pytorch_rounds,
+                "medians_ms": medians, "errors": errors, "timer": reply["timer"]}
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release processes and devices."""

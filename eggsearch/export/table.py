@@ -59,9 +59,13 @@ class Entry:
 
 
 def _speedup(provenance: dict, time_ms: float) -> float | None:
+    """From the run's head-to-head rounds when its best was timed there, else PyTorch's time
+    at the start of the study over the best trial's."""
     pytorch_ms = provenance["pytorch_ms"]
     if provenance["backend"] != "gpu" or not pytorch_ms:
         return None  # interpreter times say nothing of a GPU
+    if provenance.get("head_to_head"):
+        return provenance["head_to_head"]["speedup"]
     return pytorch_ms / time_ms
 
 
@@ -71,8 +75,14 @@ def entry_of(record: RunRecord, op: OpSpec, top_k: int) -> Entry | None:
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
               if t.user_attrs.get("status") == Status.OK.value and t.value is not None
               and math.isfinite(t.value)]
+    # The run's head-to-head rounds, when they ran, rank the configs they timed (the study's
+    # fastest few) above its single measurements: those come first, by their medians.
+    head = record.summary.get("head_to_head") or {}
+    confirmed = {c["trial"]: c["median_ms"] for c in head.get("candidates") or []
+                 if head.get("speedup") and c.get("median_ms")}
     top, seen = [], set()
-    for t in sorted(trials, key=lambda t: (t.value, t.number)):
+    for t in sorted(trials, key=lambda t: (t.number not in confirmed,
+                                           confirmed.get(t.number, t.value), t.number)):
         key, structure = t.user_attrs.get("config_key"), t.user_attrs.get("structure")
         where = None if key in seen else _launcher_of(record, op, structure)
         if where is None:
@@ -86,7 +96,11 @@ def entry_of(record: RunRecord, op: OpSpec, top_k: int) -> Entry | None:
         log.warning("%s: no correct kernel in study %s; not exported", record.path,
                     record.study_name)
         return None
-    return Entry(_provenance(record, op, study, top[0]), tuple(top))
+    provenance = _provenance(record, op, study, top[0])
+    if confirmed and head.get("trial") == top[0].trial:
+        provenance["head_to_head"] = {k: head[k] for k in ("speedup", "best_ms", "pytorch_ms",
+                                                           "rounds")}
+    return Entry(provenance, tuple(top))
 
 
 def _launcher_of(record: RunRecord, op: OpSpec, structure: str) -> tuple[str, str] | None:
