@@ -202,8 +202,13 @@ def test_run_head_to_head_picks_the_fastest_side_by_side_not_the_luckiest_trial(
     assert [c["trial"] for c in head["candidates"]] == [0, 3]  # 1: duplicate, 2: not planned
     assert head["trial"] == 3 and head["study_best_trial"] == 0
     slow, good = (c["median_ms"] for c in head["candidates"])
-    assert slow > good + 40 and head["best_ms"] == good
+    assert slow > good + 40 and head["selection"]["best_ms"] == good
+    # The reported times come from fresh rounds of the winner alone against PyTorch.
+    assert head["rounds"] == len(head["best_rounds_ms"]) == 3
+    assert head["best_ms"] == sorted(head["best_rounds_ms"])[1] < slow - 40
+    assert head["speedup"] == pytest.approx(head["pytorch_ms"] / head["best_ms"])
     assert [c["trial"] for c in alone["candidates"]] == [0] and alone["trial"] == 0
+    assert alone["selection"] is None and alone["rounds"] == 1
     summary = build_summary(op, problem, study, {"name": "CPU"}, "interpreter", "gpu",
                             Measurement(Status.OK, 1.0, 1.0, 1.0), Roofline(1.0, 1.0, 1e-9, None,
                                                                             "memory"),
