@@ -56,7 +56,9 @@ def test_run_end_to_end(tmp_path, op, extra):
 def test_gpu_run_ends_with_a_head_to_head(tmp_path):
     """On a GPU the speedup comes from the alternating rounds, the study's ratio beside it."""
     out = tmp_path / "run"
-    env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONPATH": str(ROOT)}
+    # eggsearch first; packages the host put on PYTHONPATH (the GPU machine's optuna) after it
+    env = {**os.environ, "TRITON_INTERPRET": "0",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     r = subprocess.run([sys.executable, "-m", "eggsearch", "run", "--op", "softmax", "--shape",
                         "2048x2048", "--trials", "4", "--backend", "gpu", "--confirm-rounds",
                         "4", "--out", str(out), "--json"], capture_output=True, text=True,
@@ -67,6 +69,10 @@ def test_gpu_run_ends_with_a_head_to_head(tmp_path):
     assert head["rounds"] == 4 and len(head["pytorch_rounds_ms"]) == 4, head
     assert s["speedup"] == head["speedup"] == head["pytorch_ms"] / head["best_ms"]
     assert s["study_speedup"] == s["pytorch"]["time_ms"] / s["best"]["time_ms"]
+    # The study's fastest distinct configs were timed side by side; the best is their winner.
+    assert 1 <= len(head["candidates"]) <= 4 and s["best"]["chosen_by"] == "head-to-head"
+    assert s["best"]["trial"] == head["trial"] == min(
+        head["candidates"], key=lambda c: c["median_ms"] or float("inf"))["trial"]
 
 
 def test_table_output_and_resume(tmp_path):
