@@ -28,6 +28,7 @@ from eggsearch.tuner import (
     SAMPLERS,
     Budget,
     best_trial,
+    distinct_configs,
     enqueue_start,
     finished,
     make_sampler,
@@ -159,12 +160,10 @@ def _head_to_head(study, plan, problem, backend, seed: int, rounds: int,
     best = best_trial(study)
     if best is None:
         return None
-    ranked, seen = [], set()
-    for t in sorted(ok_trials(study), key=lambda t: (t.value, t.number)):
-        key, name = t.user_attrs.get("config_key"), t.user_attrs["structure"]
-        if key in seen or name not in plan.plans:  # measured by an earlier run's structures
+    ranked = []
+    for t in distinct_configs(sorted(ok_trials(study), key=lambda t: (t.value, t.number))):
+        if t.user_attrs["structure"] not in plan.plans:  # measured by an earlier run's
             continue
-        seen.add(key)
         ranked.append(t)
         if len(ranked) == max(1, top):
             break

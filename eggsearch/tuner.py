@@ -86,6 +86,17 @@ def ok_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [t for t in finished(study) if t.user_attrs.get("status") == Status.OK.value]
 
 
+def distinct_configs(trials):
+    """``trials`` (in the caller's order) without the later ones that measured a config an
+    earlier one did (same ``config_key``): one per config, for rankings of the top few."""
+    seen = set()
+    for t in trials:
+        key = t.user_attrs.get("config_key")
+        if key not in seen:
+            seen.add(key)
+            yield t
+
+
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     """The fastest trial whose kernel was correct (``ok``), or None."""
     ok = ok_trials(study)

@@ -15,11 +15,10 @@ def power(entries, seconds: float) -> list[dict]:
     the clock its energy per step lets the GPU hold."""
     import torch
 
-    sync = torch.cuda.synchronize
     rows = []
     for title, fn in entries:
         fn()
-        sync()
+        torch.cuda.synchronize()
         smi = subprocess.Popen(["nvidia-smi", "--query-gpu=clocks.sm,power.draw",
                                 "--format=csv,noheader,nounits", "-lms", "50"],
                                stdout=subprocess.PIPE, text=True)
@@ -27,7 +26,7 @@ def power(entries, seconds: float) -> list[dict]:
         while time.perf_counter() - t0 < seconds:
             for _ in range(10):
                 fn()
-            sync()
+            torch.cuda.synchronize()
             calls += 10
         wall = time.perf_counter() - t0
         smi.terminate()

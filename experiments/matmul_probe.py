@@ -163,6 +163,16 @@ def main() -> None:
             candidates[name] = (lambda c: lambda: launch_wgmma_ws(a, b, out=out, **c))(cfg)
     candidates = {name: fn for name, fn in candidates.items()
                   if name == "cublas" or not args.only or any(t in name for t in args.only)}
+
+    def verify(fn) -> None:
+        """Run ``fn`` into a NaN-poisoned ``out``; raise if it is not the product."""
+        out.fill_(float("nan"))
+        fn()
+        torch.cuda.synchronize()
+        err = float((out.float() - ref).norm() / ref.norm())
+        if not err < 1e-3:
+            raise RuntimeError(f"wrong result (rel err {err:.3g})")
+
     rows = []
     print(f"{torch.cuda.get_device_name(0)}; torch {torch.__version__}, triton "
           f"{triton.__version__}")
@@ -173,12 +183,7 @@ def main() -> None:
             fn()
             torch.cuda.synchronize()
             if name != "cublas":
-                out.fill_(float("nan"))
-                fn()
-                torch.cuda.synchronize()
-                err = float((out.float() - ref).norm() / ref.norm())
-                if not err < 1e-3:
-                    raise RuntimeError(f"wrong result (rel err {err:.3g})")
+                verify(fn)
         except Exception as exc:  # noqa: BLE001 - a probe reports every failure and goes on
             print(f"{name}: left out: {type(exc).__name__}: {str(exc).splitlines()[0][:150]}")
             del candidates[name]
@@ -231,12 +236,7 @@ def main() -> None:
                 continue
             fn = (lambda c: lambda: launch_descriptor(a, b, out=out, **c))(cfg)
             try:
-                out.fill_(float("nan"))
-                fn()
-                torch.cuda.synchronize()
-                err = float((out.float() - ref).norm() / ref.norm())
-                if not err < 1e-3:
-                    raise RuntimeError(f"wrong result (rel err {err:.2g})")
+                verify(fn)
                 ev = bench_cuda(fn)[0]
                 kern, _ = kernel_time(fn, reps=20)
             except Exception as exc:  # compile failure, out of resources

@@ -19,6 +19,7 @@ from eggsearch.errors import UsageError
 from eggsearch.export.runs import RunRecord
 from eggsearch.ops.base import OpSpec
 from eggsearch.records import Status
+from eggsearch.tuner import distinct_configs
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +81,13 @@ def entry_of(record: RunRecord, op: OpSpec, top_k: int) -> Entry | None:
     head = record.summary.get("head_to_head") or {}
     confirmed = {c["trial"]: c["median_ms"] for c in head.get("candidates") or []
                  if head.get("speedup") and c.get("median_ms")}
-    top, seen = [], set()
-    for t in sorted(trials, key=lambda t: (t.number not in confirmed,
-                                           confirmed.get(t.number, t.value), t.number)):
-        key, structure = t.user_attrs.get("config_key"), t.user_attrs.get("structure")
-        where = None if key in seen else _launcher_of(record, op, structure)
+    top = []
+    for t in distinct_configs(sorted(trials, key=lambda t: (
+            t.number not in confirmed, confirmed.get(t.number, t.value), t.number))):
+        structure = t.user_attrs.get("structure")
+        where = _launcher_of(record, op, structure)
         if where is None:
             continue
-        seen.add(key)
         top.append(Candidate(structure, dict(t.user_attrs["config"]), t.value, t.number,
                              *where))
         if len(top) == top_k:
